@@ -1,0 +1,105 @@
+"""Lettrine: the Flask application factory."""
+
+from typing import Any
+
+from flask import Flask, g, render_template, request
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
+from flask_wtf.csrf import CSRFError
+from werkzeug.exceptions import HTTPException
+
+from service.accounts.views import bp as accounts_bp
+import service.models  # noqa: F401 - every model registered before the first query
+from service.config import Config, load_config
+from service.dashboard.views import bp as dashboard_bp
+from service.db import Session, bind_session, make_engine
+from service.extensions import babel, csrf, login_manager
+from service.i18n import select_locale
+from service.outbox.views import bp as outbox_bp
+from service.taskqueue import celery_init_app
+
+# Strict by default; the few pages that show caught e-mails loosen it for
+# themselves only (see service/outbox/views.py).
+CONTENT_SECURITY_POLICY = (
+    "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
+    "frame-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'; "
+    "object-src 'none'"
+)
+
+
+def create_app(config: Config | None = None) -> Flask:
+    config = config or load_config()
+    app = Flask(__name__, instance_path=str(config.instance_path))
+    app.config.update(config.flask_settings())
+    app.extensions["lettrine_config"] = config
+
+    engine = make_engine(config.database_url)
+    app.extensions["engine"] = engine
+    bind_session(engine)
+
+    @app.teardown_appcontext
+    def _remove_session(_exc: BaseException | None) -> None:
+        Session.remove()
+
+    csrf.init_app(app)
+    babel.init_app(app, locale_selector=select_locale)
+    login_manager.init_app(app)
+    login_manager.login_view = "accounts.login"
+    login_manager.login_message = None  # the login page explains itself
+
+    celery_init_app(app, config)
+    _register_blueprints(app)
+    _security_headers(app)
+    _error_pages(app)
+
+    @app.context_processor
+    def _template_globals() -> dict[str, Any]:
+        return {"current_locale": select_locale(), "outbox_enabled": config.outbox_enabled}
+
+    return app
+
+
+def _register_blueprints(app: Flask) -> None:
+    app.register_blueprint(accounts_bp)
+    app.register_blueprint(dashboard_bp)
+    app.register_blueprint(outbox_bp)
+
+
+def _security_headers(app: Flask) -> None:
+    @app.after_request
+    def _headers(response: Any) -> Any:
+        response.headers.setdefault("Content-Security-Policy", CONTENT_SECURITY_POLICY)
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        response.headers.setdefault("Referrer-Policy", "same-origin")
+        response.headers.setdefault("X-Frame-Options", "DENY")
+        if getattr(g, "no_store", False) or request.endpoint not in {"static"}:
+            response.headers.setdefault("Cache-Control", "no-store")
+        return response
+
+
+def _error_pages(app: Flask) -> None:
+    messages = {
+        400: (_l("Requête invalide"), _l("La requête n'a pas pu être comprise.")),
+        403: (_l("Accès refusé"), _l("Votre rôle ne permet pas d'ouvrir cette page.")),
+        404: (_l("Page introuvable"), _l("Cette page n'existe pas ou plus.")),
+        405: (_l("Méthode non permise"), _l("Cette action n'est pas possible ainsi.")),
+        413: (_l("Fichier trop volumineux"), _l("Le fichier envoyé dépasse la taille autorisée.")),
+        429: (_l("Trop de tentatives"), _l("Trop de tentatives : patientez quelques minutes.")),
+    }
+
+    @app.errorhandler(CSRFError)
+    def _csrf(_error: CSRFError) -> tuple[str, int]:
+        title = _("Formulaire expiré")
+        message = _(
+            "Le formulaire a expiré ou n'a pas été envoyé depuis Lettrine. "
+            "Rechargez la page et recommencez : rien n'a été enregistré."
+        )
+        return render_template("errors/error.html", title=title, message=message), 400
+
+    @app.errorhandler(HTTPException)
+    def _http(error: HTTPException) -> Any:
+        code = error.code or 500
+        if code not in messages:
+            return error
+        title, message = messages[code]
+        return render_template("errors/error.html", title=title, message=message), code

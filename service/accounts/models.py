@@ -1,0 +1,43 @@
+import datetime as dt
+import enum
+
+from sqlalchemy import Boolean, String, true
+from sqlalchemy.orm import Mapped, mapped_column
+
+from service.db import Base, created_at, enum_column, intpk, str120
+
+
+class Role(enum.StrEnum):
+    ADMIN = "admin"
+    PUBLISHER = "publisher"
+    EDITOR = "editor"
+    ANALYST = "analyst"
+
+
+class User(Base):
+    __tablename__ = "users"
+
+    id: Mapped[intpk]
+    email: Mapped[str] = mapped_column(String(254), unique=True)
+    name: Mapped[str120]
+    password_hash: Mapped[str] = mapped_column(String(255))
+    role: Mapped[Role] = mapped_column(enum_column(Role, "role"))
+    active: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
+    created_at: Mapped[created_at]
+    last_login_at: Mapped[dt.datetime | None]
+
+    # Flask-Login protocol
+    @property
+    def is_active(self) -> bool:
+        return self.active
+
+    @property
+    def is_authenticated(self) -> bool:
+        return True
+
+    @property
+    def is_anonymous(self) -> bool:
+        return False
+
+    def get_id(self) -> str:
+        return str(self.id)

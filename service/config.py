@@ -1,0 +1,121 @@
+"""Configuration from the environment (12-factor), with embedded defaults.
+
+Without any variable set, Lettrine runs embedded: SQLite and a filesystem
+broker in ``instance/``, mail to the dev outbox on 127.0.0.1:1025.
+"""
+
+import os
+import secrets
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+class ConfigError(Exception):
+    """A setting is missing or wrong; the message says how to fix it."""
+
+
+def instance_dir() -> Path:
+    return Path(os.environ.get("LETTRINE_INSTANCE", ROOT / "instance")).resolve()
+
+
+def _secret_key(folder: Path) -> str:
+    """Read SECRET_KEY, or a key generated once into instance/ (never committed)."""
+    if key := os.environ.get("SECRET_KEY"):
+        return key
+    path = folder / "secret_key"
+    if path.exists():
+        return path.read_text().strip()
+    folder.mkdir(parents=True, exist_ok=True)
+    key = secrets.token_urlsafe(48)
+    # Exclusive create: two processes starting together keep the first key.
+    try:
+        with path.open("x") as handle:
+            handle.write(key)
+        path.chmod(0o600)
+    except FileExistsError:
+        return path.read_text().strip()
+    return key
+
+
+def _bool(name: str, default: bool) -> bool:
+    raw = os.environ.get(name)
+    if raw is None:
+        return default
+    return raw.strip().lower() in {"1", "true", "yes", "on"}
+
+
+@dataclass(frozen=True)
+class Config:
+    secret_key: str
+    database_url: str
+    broker_url: str
+    broker_folder: Path | None
+    redis_url: str | None
+    smtp_host: str
+    smtp_port: int
+    smtp_username: str | None
+    smtp_password: str | None
+    smtp_starttls: bool
+    base_url: str
+    instance_path: Path
+    secure_cookies: bool
+    outbox_enabled: bool
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+    def flask_settings(self) -> dict[str, Any]:
+        return {
+            "SECRET_KEY": self.secret_key,
+            "SESSION_COOKIE_HTTPONLY": True,
+            "SESSION_COOKIE_SAMESITE": "Lax",
+            "SESSION_COOKIE_SECURE": self.secure_cookies,
+            "REMEMBER_COOKIE_SECURE": self.secure_cookies,
+            "REMEMBER_COOKIE_HTTPONLY": True,
+            "PERMANENT_SESSION_LIFETIME": 8 * 3600,
+            "WTF_CSRF_TIME_LIMIT": 8 * 3600,
+            "BABEL_DEFAULT_LOCALE": "fr",
+            "BABEL_DEFAULT_TIMEZONE": "Europe/Paris",
+            "MAX_CONTENT_LENGTH": 32 * 1024 * 1024,
+            **self.extra,
+        }
+
+
+def load_config(**overrides: Any) -> Config:
+    """Read the environment; ``overrides`` (tests) win over it."""
+    folder = Path(overrides.pop("instance_path", instance_dir()))
+    database_url = os.environ.get("DATABASE_URL") or f"sqlite:///{folder / 'lettrine.db'}"
+    # Heroku-style URLs name the old driver; we use psycopg 3.
+    if database_url.startswith(("postgres://", "postgresql://")):
+        database_url = "postgresql+psycopg://" + database_url.split("://", 1)[1]
+    redis_url = os.environ.get("REDIS_URL") or None
+    broker_folder: Path | None = None
+    if redis_url:
+        broker_url = redis_url
+    else:
+        broker_folder = folder / "broker"
+        broker_url = "filesystem://"
+    port = os.environ.get("PORT", "5000")
+    values: dict[str, Any] = {
+        "secret_key": _secret_key(folder),
+        "database_url": database_url,
+        "broker_url": broker_url,
+        "broker_folder": broker_folder,
+        "redis_url": redis_url,
+        "smtp_host": os.environ.get("SMTP_HOST", "127.0.0.1"),
+        "smtp_port": int(os.environ.get("SMTP_PORT", "1025")),
+        "smtp_username": os.environ.get("SMTP_USERNAME") or None,
+        "smtp_password": os.environ.get("SMTP_PASSWORD") or None,
+        "smtp_starttls": _bool("SMTP_STARTTLS", default=False),
+        "base_url": os.environ.get("BASE_URL", f"http://127.0.0.1:{port}").rstrip("/"),
+        "instance_path": folder,
+        "secure_cookies": _bool("SECURE_COOKIES", default=False),
+        "outbox_enabled": _bool("OUTBOX_ENABLED", default=True),
+    }
+    values.update(overrides)
+    return Config(**values)

@@ -1,0 +1,81 @@
+"""The dev outbox: messages caught by the local SMTP server, for people to read."""
+
+import email
+import email.policy
+from dataclasses import dataclass
+from email.message import EmailMessage
+
+from sqlalchemy import delete, func, select
+from sqlalchemy.orm import Session
+
+from service.outbox.models import OutboxMessage
+
+PAGE_SIZE = 50
+
+
+def store_message(session: Session, mail_from: str, recipients: list[str], raw: bytes) -> int:
+    """Use case: keep one received message. Returns its id."""
+    headers = email.message_from_bytes(raw, policy=email.policy.default)
+    message = OutboxMessage(
+        mail_from=mail_from[:254],
+        recipients=", ".join(recipients),
+        subject=str(headers.get("Subject", ""))[:1000],
+        message_id=(str(headers.get("Message-ID", "")) or None),
+        raw=raw,
+    )
+    session.add(message)
+    session.commit()
+    return message.id
+
+
+def list_messages(session: Session, page: int = 1) -> tuple[list[OutboxMessage], int]:
+    total = session.scalar(select(func.count()).select_from(OutboxMessage)) or 0
+    rows = session.scalars(
+        select(OutboxMessage)
+        .order_by(OutboxMessage.received_at.desc(), OutboxMessage.id.desc())
+        .offset((max(page, 1) - 1) * PAGE_SIZE)
+        .limit(PAGE_SIZE)
+    ).all()
+    return list(rows), total
+
+
+def clear(session: Session) -> int:
+    """Use case: empty the outbox. Returns how many messages were removed."""
+    result = session.execute(delete(OutboxMessage))
+    removed = getattr(result, "rowcount", 0)
+    session.commit()
+    return int(removed or 0)
+
+
+@dataclass(frozen=True)
+class ParsedMessage:
+    headers: list[tuple[str, str]]
+    text: str | None
+    html: str | None
+    attachments: list[str]
+
+
+def parse(raw: bytes) -> ParsedMessage:
+    """Split a message into what the detail page shows. Never raises on bad MIME."""
+    msg = email.message_from_bytes(raw, policy=email.policy.default)
+    assert isinstance(msg, EmailMessage)  # noqa: S101 - guaranteed by policy.default
+    headers = [(name, str(value)) for name, value in msg.items()]
+    text = html = None
+    attachments: list[str] = []
+    for part in msg.walk():
+        if part.is_multipart():
+            continue
+        if part.get_content_disposition() == "attachment":
+            attachments.append(part.get_filename() or "?")
+            continue
+        ctype = part.get_content_type()
+        try:
+            content = part.get_content()
+        except (LookupError, ValueError):
+            payload = part.get_payload(decode=True)
+            content = payload.decode("utf-8", "replace") if isinstance(payload, bytes) else ""
+        if ctype == "text/plain" and text is None and isinstance(content, str):
+            text = content
+        elif ctype == "text/html" and html is None and isinstance(content, str):
+            html = content
+    return ParsedMessage(headers=headers, text=text, html=html, attachments=attachments)

@@ -1,0 +1,72 @@
+"""Celery wiring (the Flask pattern ``celery_init_app``) and after-commit enqueueing.
+
+Tasks run inside an application context, so they use the same ``Session``
+as the web app. Services never import ``workers``: they enqueue by task name
+once their transaction has committed (a task must never see uncommitted data,
+and a rolled-back use case must not leave a task behind).
+"""
+
+from typing import Any
+
+from celery import Celery, Task
+from flask import Flask, current_app
+from sqlalchemy import event
+from sqlalchemy.orm import Session as OrmSession
+
+from service.config import Config
+
+
+def celery_settings(config: Config) -> dict[str, Any]:
+    settings: dict[str, Any] = {
+        "broker_url": config.broker_url,
+        "broker_connection_retry_on_startup": True,
+        "task_ignore_result": True,
+        "task_serializer": "json",
+        "accept_content": ["json"],
+        # DESIGN §4: acknowledge after the work, give the task back if the
+        # worker process dies, take one message at a time.
+        "task_acks_late": True,
+        "task_reject_on_worker_lost": True,
+        "worker_prefetch_multiplier": 1,
+        "worker_hijack_root_logger": False,
+        "timezone": "Europe/Paris",
+        "enable_utc": True,
+        "beat_schedule": {
+            "heartbeat": {"task": "lettrine.system.heartbeat", "schedule": 30.0},
+        },
+    }
+    if config.broker_folder is not None:
+        queue = config.broker_folder / "queue"
+        processed = config.broker_folder / "processed"
+        queue.mkdir(parents=True, exist_ok=True)
+        processed.mkdir(parents=True, exist_ok=True)
+        settings["broker_transport_options"] = {
+            "data_folder_in": str(queue),
+            "data_folder_out": str(queue),
+            "processed_folder": str(processed),
+            "store_processed": False,
+        }
+    return settings
+
+
+def celery_init_app(app: Flask, config: Config) -> Celery:
+    class FlaskTask(Task):  # type: ignore[misc]
+        def __call__(self, *args: Any, **kwargs: Any) -> Any:
+            with app.app_context():
+                return self.run(*args, **kwargs)
+
+    celery_app = Celery(app.name, task_cls=FlaskTask)
+    celery_app.config_from_object(celery_settings(config))
+    celery_app.set_default()
+    app.extensions["celery"] = celery_app
+    return celery_app
+
+
+def enqueue_after_commit(session: OrmSession, task_name: str, *args: Any, **kwargs: Any) -> None:
+    """Send ``task_name`` once ``session`` commits; drop it on rollback."""
+    celery_app: Celery = current_app.extensions["celery"]
+
+    def _send(_session: OrmSession) -> None:
+        celery_app.send_task(task_name, args=args, kwargs=kwargs)
+
+    event.listen(session, "after_commit", _send, once=True)

@@ -1,0 +1,124 @@
+"""The dev outbox: a real SMTP server (aiosmtpd) storing into the test database,
+read back through the back office."""
+
+import smtplib
+from collections.abc import Iterator
+from email.message import EmailMessage
+
+import pytest
+from aiosmtpd.controller import Controller
+from flask.testing import FlaskClient
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from service.accounts.models import Role
+from service.outbox.models import OutboxMessage
+from service.outbox.server import make_controller
+from tests.conftest import free_port
+from tests.factories import UserFactory
+from tests.helpers import csrf_token, login
+
+
+@pytest.fixture
+def smtp_server(db_session: Session) -> Iterator[Controller]:
+    # Bound to the test's connection: the SMTP thread and the test take turns on it.
+    factory = sessionmaker(bind=db_session.connection(), join_transaction_mode="create_savepoint")
+    controller = make_controller(factory, "127.0.0.1", free_port())
+    controller.start()
+    yield controller
+    controller.stop()
+
+
+def _bulletin() -> EmailMessage:
+    msg = EmailMessage()
+    msg["From"] = "Agence d'urbanisme <lettre@aula.example.org>"
+    msg["To"] = "claire.dumont@mairie-lievin.example.fr"
+    msg["Subject"] = "Le commerce de demain : prochains ateliers à Liévin"
+    msg["Message-ID"] = "<test-1@aula.example.org>"
+    msg.set_content("Bonjour,\nLe prochain atelier a lieu à Liévin.\n")
+    msg.add_alternative(
+        "<html><body><h1>Ateliers</h1><p>Le prochain atelier a lieu à Liévin.</p>"
+        "<script>alert('x')</script></body></html>",
+        subtype="html",
+    )
+    return msg
+
+
+def test_smtp_message_is_stored_and_shown(
+    client: FlaskClient, db_session: Session, smtp_server: Controller
+) -> None:
+    with smtplib.SMTP(smtp_server.hostname, smtp_server.port) as smtp:
+        refused = smtp.send_message(_bulletin())
+    assert refused == {}
+    stored = db_session.scalars(select(OutboxMessage)).one()
+    assert stored.subject == "Le commerce de demain : prochains ateliers à Liévin"
+    assert stored.recipients == "claire.dumont@mairie-lievin.example.fr"
+    assert stored.message_id == "<test-1@aula.example.org>"
+
+    UserFactory(email="redaction@agence.example.org", role=Role.EDITOR)
+    login(client, "redaction@agence.example.org")
+    listing = client.get("/outbox/").get_data(as_text=True)
+    assert "Le commerce de demain : prochains ateliers à Liévin" in listing
+    assert "claire.dumont@mairie-lievin.example.fr" in listing
+
+    detail = client.get(f"/outbox/{stored.id}").get_data(as_text=True)
+    assert "Le prochain atelier a lieu à Liévin." in detail  # the text part
+    assert "Message-ID" in detail and "&lt;test-1@aula.example.org&gt;" in detail
+    assert f'<iframe class="email-preview" sandbox src="/outbox/{stored.id}/html"' in detail
+    assert "<script>" not in detail
+
+    html = client.get(f"/outbox/{stored.id}/html")
+    assert html.status_code == 200
+    assert "<h1>Ateliers</h1>" in html.get_data(as_text=True)
+    assert html.headers["Content-Security-Policy"].startswith("sandbox;")
+    assert "script-src" not in html.headers["Content-Security-Policy"]
+
+    raw = client.get(f"/outbox/{stored.id}/raw")
+    assert raw.mimetype == "message/rfc822"
+    assert b"Subject:" in raw.data
+
+
+def test_analysts_cannot_read_the_outbox(client: FlaskClient, db_session: Session) -> None:
+    UserFactory(email="analyse@agence.example.org", role=Role.ANALYST)
+    login(client, "analyse@agence.example.org")
+    assert client.get("/outbox/").status_code == 403
+
+
+def test_only_admins_clear_the_outbox(
+    client: FlaskClient, db_session: Session, smtp_server: Controller
+) -> None:
+    with smtplib.SMTP(smtp_server.hostname, smtp_server.port) as smtp:
+        smtp.send_message(_bulletin())
+    UserFactory(email="redaction@agence.example.org", role=Role.EDITOR)
+    login(client, "redaction@agence.example.org")
+    token = csrf_token(client, "/outbox/")
+    assert client.post("/outbox/clear", data={"csrf_token": token}).status_code == 403
+    assert db_session.scalars(select(OutboxMessage)).first() is not None
+
+    client.post("/logout", data={"csrf_token": token})
+    UserFactory(email="admin@agence.example.org", role=Role.ADMIN)
+    login(client, "admin@agence.example.org")
+    token = csrf_token(client, "/outbox/")
+    response = client.post("/outbox/clear", data={"csrf_token": token}, follow_redirects=True)
+    assert "1 message(s) supprimé(s)." in response.get_data(as_text=True)
+    assert db_session.scalars(select(OutboxMessage)).first() is None
+
+
+def test_unknown_message_is_a_404(client: FlaskClient, db_session: Session) -> None:
+    UserFactory(email="redaction@agence.example.org")
+    login(client, "redaction@agence.example.org")
+    assert client.get("/outbox/999999").status_code == 404
+
+
+def test_outbox_is_off_in_production(client: FlaskClient, app: object, db_session: Session) -> None:
+    from dataclasses import replace
+
+    from flask import Flask
+
+    assert isinstance(app, Flask)
+    app.extensions["lettrine_config"] = replace(
+        app.extensions["lettrine_config"], outbox_enabled=False
+    )
+    UserFactory(email="redaction@agence.example.org")
+    login(client, "redaction@agence.example.org")
+    assert client.get("/outbox/").status_code == 404

@@ -1,0 +1,57 @@
+from pathlib import Path
+
+import pytest
+
+from service.config import load_config
+
+
+@pytest.fixture(autouse=True)
+def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in (
+        "DATABASE_URL",
+        "REDIS_URL",
+        "SECRET_KEY",
+        "PORT",
+        "BASE_URL",
+        "SMTP_HOST",
+        "SMTP_PORT",
+        "OUTBOX_ENABLED",
+        "SECURE_COOKIES",
+    ):
+        monkeypatch.delenv(name, raising=False)
+
+
+def test_embedded_defaults(tmp_path: Path) -> None:
+    config = load_config(instance_path=tmp_path)
+    assert config.database_url == f"sqlite:///{tmp_path / 'lettrine.db'}"
+    assert config.broker_url == "filesystem://"
+    assert config.broker_folder == tmp_path / "broker"
+    assert (config.smtp_host, config.smtp_port) == ("127.0.0.1", 1025)
+    assert config.base_url == "http://127.0.0.1:5000"
+    assert config.outbox_enabled is True
+    assert config.secure_cookies is False
+
+
+def test_secret_key_is_generated_once_and_private(tmp_path: Path) -> None:
+    first = load_config(instance_path=tmp_path).secret_key
+    second = load_config(instance_path=tmp_path).secret_key
+    assert first == second
+    assert len(first) >= 40
+    assert (tmp_path / "secret_key").stat().st_mode & 0o777 == 0o600
+
+
+def test_environment_wins(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SECRET_KEY", "from-env")
+    monkeypatch.setenv("DATABASE_URL", "postgres://lettrine:pw@db:5432/lettrine")
+    monkeypatch.setenv("REDIS_URL", "redis://cache:6379/0")
+    monkeypatch.setenv("PORT", "8001")
+    monkeypatch.setenv("OUTBOX_ENABLED", "false")
+    config = load_config(instance_path=tmp_path)
+    assert config.secret_key == "from-env"
+    assert not (tmp_path / "secret_key").exists()
+    # Old-style URLs are mapped to the psycopg 3 driver.
+    assert config.database_url == "postgresql+psycopg://lettrine:pw@db:5432/lettrine"
+    assert config.broker_url == "redis://cache:6379/0"
+    assert config.broker_folder is None
+    assert config.base_url == "http://127.0.0.1:8001"
+    assert config.outbox_enabled is False

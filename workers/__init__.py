@@ -1,0 +1,1 @@
+"""Celery workers: thin, named, idempotent tasks that call services."""

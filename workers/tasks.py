@@ -1,0 +1,12 @@
+import socket
+
+from celery import shared_task
+
+from service.db import Session
+from service.system.services import record_heartbeat
+
+
+@shared_task(name="lettrine.system.heartbeat")
+def heartbeat(name: str | None = None) -> None:
+    """Record that a worker is alive (beat sends it every 30 s)."""
+    record_heartbeat(Session(), name or socket.gethostname())
