@@ -8,8 +8,8 @@ from flask_babel import lazy_gettext as _l
 from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException
 
-from service.accounts.views import bp as accounts_bp
 import service.models  # noqa: F401 - every model registered before the first query
+from service.accounts.views import bp as accounts_bp
 from service.config import Config, load_config
 from service.dashboard.views import bp as dashboard_bp
 from service.db import Session, bind_session, make_engine

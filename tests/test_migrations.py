@@ -3,11 +3,13 @@
 from pathlib import Path
 
 import pytest
+from alembic import command
 from alembic.autogenerate import compare_metadata
+from alembic.config import Config as AlembicConfig
 from alembic.migration import MigrationContext
 from sqlalchemy import Engine, create_engine, inspect, text
 
-from service.cli import upgrade_database
+from service.cli import MIGRATIONS, upgrade_database
 from service.models import Base
 from tests.conftest import ON_SQLITE, make_config
 
@@ -30,11 +32,6 @@ def test_every_model_table_is_migrated(engine: Engine) -> None:
 
 def test_migrations_downgrade_and_upgrade_again(tmp_path: Path) -> None:
     """Run the whole history down and up on a scratch SQLite database."""
-    from alembic import command
-    from alembic.config import Config as AlembicConfig
-
-    from service.cli import MIGRATIONS
-
     url = f"sqlite:///{tmp_path / 'scratch.db'}"
     config = make_config(tmp_path, url)
     upgrade_database(config)

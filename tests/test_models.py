@@ -32,7 +32,8 @@ def test_datetimes_come_back_aware_in_utc(db_session: Session) -> None:
     issue = IssueFactory(scheduled_at=dt.datetime(2027, 1, 16, 9, 30, tzinfo=paris))
     db_session.expire_all()
     stored = db_session.get(Issue, issue.id)
-    assert stored is not None and stored.scheduled_at is not None
+    assert stored is not None
+    assert stored.scheduled_at is not None
     assert stored.scheduled_at == dt.datetime(2027, 1, 16, 8, 30, tzinfo=dt.UTC)
     assert stored.scheduled_at.utcoffset() == dt.timedelta(0)
 

@@ -1,5 +1,7 @@
 """Security baseline checks that hold for every route (DESIGN.md §7)."""
 
+from pathlib import Path
+
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
@@ -7,6 +9,7 @@ from sqlalchemy.orm import Session
 
 from service.accounts.models import Role
 from service.accounts.permissions import PUBLIC
+from service.config import load_config
 from tests.factories import UserFactory
 from tests.helpers import login
 
@@ -70,7 +73,8 @@ def test_security_headers(client: FlaskClient) -> None:
     response = client.get("/login")
     csp = response.headers["Content-Security-Policy"]
     assert "default-src 'self'" in csp
-    assert "script-src 'self'" in csp and "unsafe-inline" not in csp
+    assert "script-src 'self'" in csp
+    assert "unsafe-inline" not in csp
     assert "frame-ancestors 'none'" in csp
     assert response.headers["X-Content-Type-Options"] == "nosniff"
     assert response.headers["Cache-Control"] == "no-store"
@@ -84,12 +88,8 @@ def test_session_cookie_is_httponly_and_samesite(client: FlaskClient, db_session
     assert "SameSite=Lax" in cookie
 
 
-def test_secure_cookies_setting() -> None:
-    from pathlib import Path
-
-    from service.config import load_config
-
-    config = load_config(instance_path=Path("/tmp/unused"), secret_key="x", secure_cookies=True)
+def test_secure_cookies_setting(tmp_path: Path) -> None:
+    config = load_config(instance_path=tmp_path, secret_key="x", secure_cookies=True)
     settings = config.flask_settings()
     assert settings["SESSION_COOKIE_SECURE"] is True
     assert settings["REMEMBER_COOKIE_SECURE"] is True

@@ -5,6 +5,7 @@ from sqlalchemy.orm import Session
 
 from service.audience.models import MembershipStatus, SubscriberStatus
 from service.issues.models import IssueStatus
+from service.system.services import record_heartbeat
 from tests.factories import (
     IssueFactory,
     MembershipFactory,
@@ -58,8 +59,6 @@ def test_home_shows_figures_from_the_database(client: FlaskClient, db_session: S
 
 
 def test_home_says_when_workers_are_alive(client: FlaskClient, db_session: Session) -> None:
-    from service.system.services import record_heartbeat
-
     record_heartbeat(db_session, "worker@test")
     UserFactory(email="chef@agence.example.org")
     login(client, "chef@agence.example.org")

@@ -6,7 +6,6 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -33,9 +32,7 @@ def _wait_for_row(engine: Engine, name: str, worker: subprocess.Popen[bytes], lo
 
 
 @pytest.fixture(params=["redis", "filesystem"])
-def broker_env(
-    request: pytest.FixtureRequest, tmp_path: Path, database_url: str
-) -> Iterator[dict[str, str]]:
+def broker_env(request: pytest.FixtureRequest, tmp_path: Path, database_url: str) -> dict[str, str]:
     env = {
         k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "REDIS_URL", "SECRET_KEY"}
     }
@@ -47,7 +44,7 @@ def broker_env(
     )
     if request.param == "redis":
         env["REDIS_URL"] = TEST_REDIS_URL
-    yield env
+    return env
 
 
 def test_worker_round_trip(broker_env: dict[str, str], engine: Engine, tmp_path: Path) -> None:
