@@ -13,6 +13,7 @@ from typing import Annotated, Any
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Connection,
     DateTime,
     Dialect,
     Engine,
@@ -115,6 +116,9 @@ Session = scoped_session(sessionmaker(expire_on_commit=False))
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: ConnectionPoolEntry) -> None:
+    # pysqlite's own transaction handling breaks SAVEPOINT and rollbacks: turn it
+    # off and let SQLAlchemy emit BEGIN itself (the SQLAlchemy-documented recipe).
+    dbapi_connection.isolation_level = None
     # WAL lets the web app read while a worker writes; the busy timeout makes
     # concurrent writers wait instead of failing at once.
     cursor = dbapi_connection.cursor()
@@ -124,11 +128,16 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: ConnectionPoolEntry) -> None
     cursor.close()
 
 
+def _sqlite_begin(connection: Connection) -> None:
+    connection.exec_driver_sql("BEGIN")
+
+
 def make_engine(url: str, **kwargs: Any) -> Engine:
     """Build an engine with the settings Lettrine needs on each backend."""
     if url.startswith("sqlite"):
         engine = create_engine(url, **kwargs)
         event.listen(engine, "connect", _sqlite_pragmas)
+        event.listen(engine, "begin", _sqlite_begin)
         return engine
     kwargs.setdefault("pool_pre_ping", True)
     return create_engine(url, **kwargs)

@@ -10,6 +10,7 @@ from service.audience.models import (
     Membership,
     MembershipStatus,
     Segment,
+    SegmentKind,
     Subscriber,
     SubscriberStatus,
 )
@@ -24,6 +25,8 @@ class SegmentCount:
     name: str
     active: int
     total: int
+    # Rule segments have no memberships: their audience is computed at send time.
+    is_rule: bool
 
 
 @dataclass(frozen=True)
@@ -67,13 +70,22 @@ def home_figures(session: Session) -> HomeFigures:
         )
     )
     rows = session.execute(
-        select(Segment.id, Segment.name, func.coalesce(active, 0), func.count(Subscriber.id))
+        select(
+            Segment.id,
+            Segment.name,
+            Segment.kind,
+            func.coalesce(active, 0),
+            func.count(Subscriber.id),
+        )
         .outerjoin(Membership, Membership.segment_id == Segment.id)
         .outerjoin(Subscriber, Subscriber.id == Membership.subscriber_id)
-        .group_by(Segment.id, Segment.name)
+        .group_by(Segment.id, Segment.name, Segment.kind)
         .order_by(Segment.name)
     )
-    segments = [SegmentCount(sid, name, int(act), int(tot)) for sid, name, act, tot in rows]
+    segments = [
+        SegmentCount(sid, name, int(act), int(tot), kind == SegmentKind.RULE)
+        for sid, name, kind, act, tot in rows
+    ]
 
     recent = [
         (issue, newsletter)
