@@ -2,7 +2,7 @@
 
 from typing import Any
 
-from flask import Flask, g, render_template, request
+from flask import Flask, render_template, request
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from flask_wtf.csrf import CSRFError
@@ -16,6 +16,7 @@ from service.db import Session, bind_session, make_engine
 from service.extensions import babel, csrf, login_manager
 from service.i18n import select_locale
 from service.outbox.views import bp as outbox_bp
+from service.public.views import bp as public_bp
 from service.taskqueue import celery_init_app
 
 # Strict by default; the few pages that show caught e-mails loosen it for
@@ -63,6 +64,7 @@ def _register_blueprints(app: Flask) -> None:
     app.register_blueprint(accounts_bp)
     app.register_blueprint(dashboard_bp)
     app.register_blueprint(outbox_bp)
+    app.register_blueprint(public_bp)
 
 
 def _security_headers(app: Flask) -> None:
@@ -72,7 +74,7 @@ def _security_headers(app: Flask) -> None:
         response.headers.setdefault("X-Content-Type-Options", "nosniff")
         response.headers.setdefault("Referrer-Policy", "same-origin")
         response.headers.setdefault("X-Frame-Options", "DENY")
-        if getattr(g, "no_store", False) or request.endpoint not in {"static"}:
+        if request.endpoint != "static":
             response.headers.setdefault("Cache-Control", "no-store")
         return response
 

@@ -59,6 +59,10 @@ class Config:
     smtp_username: str | None
     smtp_password: str | None
     smtp_starttls: bool
+    # DKIM signing: all three set, or none (no signature).
+    dkim_domain: str | None
+    dkim_selector: str | None
+    dkim_key_path: Path | None
     base_url: str
     instance_path: Path
     secure_cookies: bool
@@ -112,6 +116,11 @@ def load_config(**overrides: Any) -> Config:
         "smtp_username": os.environ.get("SMTP_USERNAME") or None,
         "smtp_password": os.environ.get("SMTP_PASSWORD") or None,
         "smtp_starttls": _bool("SMTP_STARTTLS", default=False),
+        "dkim_domain": os.environ.get("DKIM_DOMAIN") or None,
+        "dkim_selector": os.environ.get("DKIM_SELECTOR") or None,
+        "dkim_key_path": Path(os.environ["DKIM_PRIVATE_KEY_FILE"])
+        if os.environ.get("DKIM_PRIVATE_KEY_FILE")
+        else None,
         "base_url": os.environ.get("BASE_URL", f"http://127.0.0.1:{port}").rstrip("/"),
         "instance_path": folder,
         "secure_cookies": _bool("SECURE_COOKIES", default=False),

@@ -36,8 +36,7 @@ NEWSLETTER: Final[dict[str, Any]] = {
     "sender_email": "lettre@aula.example.org",
     "reply_to": "contact@aula.example.org",
     "legal_footer": (
-        "Vous recevez cette lettre parce que vous suivez les travaux de l'Agence d'urbanisme "
-        "de l'Artois. Conformément au RGPD, vous pouvez vous désinscrire à tout moment et "
+        "Conformément au RGPD, vous pouvez vous désinscrire à tout moment et "
         "exercer vos droits d'accès, de rectification et d'effacement en écrivant à "
         "dpo@aula.example.org. Lettre de démonstration : personnes, adresses et lieux fictifs."
     ),
@@ -51,7 +50,7 @@ NEWSLETTER: Final[dict[str, Any]] = {
 # --- Segments ------------------------------------------------------------------------------------
 
 # The name is written with an en dash, as the body itself writes it.
-PETR: Final = "PETR Ternois – 7 Vallées"  # noqa: RUF001
+PETR: Final = "PETR Ternois – 7 Vallées"
 
 # (slug, name, description, offered on the public form)
 STATIC_SEGMENTS: Final[tuple[tuple[str, str, str, bool], ...]] = (
