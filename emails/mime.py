@@ -41,16 +41,48 @@ def check_header_value(name: str, value: str | None) -> None:
         )
 
 
+def _split_line(line: bytes, limit: int) -> list[bytes]:
+    """Cut an encoded line into pieces of at most ``limit`` characters plus "=".
+
+    binascii's encoder can exceed 76 characters (an encoded trailing tab, for one),
+    and our pieces end on a soft break it does not know about.
+    """
+    pieces = []
+    while len(line) > limit:
+        cut = limit
+        if line[cut - 1 : cut] == b"=":  # never split an "=XX" escape
+            cut -= 1
+        elif line[cut - 2 : cut - 1] == b"=":
+            cut -= 2
+        pieces.append(line[:cut] + b"=")
+        line = line[cut:]
+    pieces.append(line)
+    return pieces
+
+
+def _soft_end(encoded: bytes) -> bytes:
+    """CRLF line ends, every line within QP's 76 characters, ending on a soft break."""
+    if len(encoded) <= 75 and b"\n" not in encoded:  # the common case: a short value
+        return encoded + SOFT_BREAK
+    lines = encoded.split(b"\n")
+    out: list[bytes] = []
+    for index, line in enumerate(lines):
+        last = index == len(lines) - 1
+        # a hard line may use 76 characters; the last one gets a trailing "=" added
+        out += _split_line(line, 75 if last else 76) if len(line) > (75 if last else 76) else [line]
+    return CRLF.join(out) + SOFT_BREAK
+
+
 def _qp(data: str) -> bytes:
-    """Quoted-printable, CRLF line ends, ending on a soft break so a slot may follow."""
+    """Quoted-printable with CRLF line ends, ending on a soft break so a slot may follow."""
     encoded = binascii.b2a_qp(data.encode("utf-8"), quotetabs=False, istext=True, header=False)
-    encoded = encoded.replace(b"\n", CRLF)
-    return encoded if encoded.endswith(CRLF) else encoded + SOFT_BREAK
+    if encoded.endswith(b"\n"):  # already ends a line: no soft break needed
+        return _soft_end(encoded[:-1])[: -len(SOFT_BREAK)] + CRLF
+    return _soft_end(encoded)
 
 
 def _qp_value(data: str) -> bytes:
-    encoded = binascii.b2a_qp(data.encode("utf-8"), quotetabs=True, istext=False, header=False)
-    return encoded.replace(b"\n", CRLF) + SOFT_BREAK
+    return _soft_end(binascii.b2a_qp(data.encode("utf-8"), quotetabs=True, header=False))
 
 
 def _encoded_word_name(name: str) -> str:
@@ -103,6 +135,8 @@ def _static_headers(issue: IssueData, boundary: str, list_domain: str) -> bytes:
     return head + CRLF
 
 
+_URL_SLOTS = frozenset({"O", "U", "P"})
+_QP_SAFE = re.compile(r"[!-<>-~]+")  # printable ASCII except "=": QP leaves it as it is
 _MARKER = re.compile(r"(x[0-9a-f]{12})([LNOUPV])(\d*)Z")
 # Position reserved for the open pixel of an anonymously tracked issue.
 ANONYMOUS_OPEN = 65535
@@ -232,6 +266,11 @@ class Personaliser:
         self._mailto = (local, domain)
         names = {name for name, _ in template.slots}
         self._links = [p for p in template.link_positions if f"L{p}" in names]
+        # A tracked URL is the base plus /c/ and a 20-character base64url token: when that
+        # fits on one QP line and the base has no "=", it needs no encoding at all.
+        self._qp_url = len(settings.base_url) + 26 <= 75 and bool(
+            _QP_SAFE.fullmatch(settings.base_url)
+        )
 
     def _date_header(self) -> str:
         now = self.clock()
@@ -269,21 +308,21 @@ class Personaliser:
 
     def render(self, recipient: Recipient) -> bytes:
         values = self.values(recipient)
-        # The greeting goes into HTML: escape it there (URLs are already HTML-safe).
-        values_html = values
-        if any(ctx == HTML_QP and name == "N" for name, ctx in self.template.slots):
-            values_html = {**values, "N": html.escape(values["N"])}
-        return self._fill(values, values_html)
-
-    def _fill(self, values: dict[str, str], values_html: dict[str, str]) -> bytes:
-        encoded: list[bytes] = []
-        for name, context in self.template.slots:
+        encoded: dict[tuple[str, str], bytes] = {}
+        qp_url = self._qp_url
+        for key in self.template.slots:
+            name, context = key
+            raw = values[name]
             if context == HEADER:
-                encoded.append(values[name].encode("ascii"))
+                encoded[key] = raw.encode("ascii")
+            elif name in _URL_SLOTS or name[0] == "L":
+                # Our own URLs: the same bytes in both parts, QP-safe by construction.
+                encoded[key] = (raw + "=\r\n").encode("ascii") if qp_url else _qp_value(raw)
             elif context == HTML_QP:
-                encoded.append(_qp_value(values_html[name]))
+                encoded[key] = _qp_value(html.escape(raw))
             else:
-                encoded.append(_qp_value(values[name]))
+                encoded[key] = _qp_value(raw)
+        slots = [encoded[key] for key in self.template.slots]
         return b"".join(
-            [p if p.__class__ is bytes else encoded[p] for p in self.template.pieces]  # type: ignore[index]
+            [p if p.__class__ is bytes else slots[p] for p in self.template.pieces]  # type: ignore[index]
         )

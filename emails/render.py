@@ -7,6 +7,7 @@ import secrets
 import textwrap
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import mjml
@@ -28,6 +29,7 @@ from emails.richtext import LinkRef, rewrite_hrefs, sanitise
 from emails.tokens import TokenSigner
 
 WIDTH = 78
+TEMPLATES = str(Path(__file__).resolve().parent / "templates") + "/"
 
 _env = Environment(
     loader=PackageLoader("emails", "templates"),
@@ -75,6 +77,7 @@ class CompiledVariant:
 
     html: str
     text: str
+    mjml: str  # the generated MJML source, for diagnostics and benchmarks
     nonce: str
     links: Sequence[IssueLink]
     block_ids: tuple[int, ...]
@@ -168,17 +171,21 @@ def compile_variant(issue: IssueData, segments: Collection[str] | None) -> Compi
     except ValueError as error:
         raise RenderError(f"MJML invalide : {error}", "layout.mjml") from None
     text = _text(issue, blocks, marker, by_key)
-    return CompiledVariant(html, text, nonce, links, tuple(b.id for b in blocks))
+    return CompiledVariant(html, text, source, nonce, links, tuple(b.id for b in blocks))
 
 
 def _template_position(error: BaseException) -> tuple[str | None, int | None]:
-    """The innermost template frame of a runtime Jinja error."""
+    """The innermost template frame of a runtime Jinja error.
+
+    Jinja rewrites tracebacks so that template frames carry the template's file
+    name and line number.
+    """
     tb = error.__traceback__
     found: tuple[str | None, int | None] = (None, None)
     while tb is not None:
-        name = tb.tb_frame.f_globals.get("__jinja_template__")
-        if name is not None:
-            found = (name.name, name.get_corresponding_lineno(tb.tb_lineno))
+        filename = tb.tb_frame.f_code.co_filename
+        if filename.startswith(TEMPLATES):
+            found = (filename[len(TEMPLATES) :], tb.tb_lineno)
         tb = tb.tb_next
     return found
 

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 TAG = 6
+_URLSAFE = bytes.maketrans(b"+/", b"-_")
 # Kinds: a link of one delivery, a link of an issue (anonymous tracking), and the
 # per-delivery system tokens.
 DELIVERY_LINK, ISSUE_LINK, OPEN, UNSUBSCRIBE, PREFERENCES = b"d", b"i", b"o", b"u", b"p"
@@ -58,9 +59,11 @@ class TokenSigner:
         """Tokens for links 0..count-1 of one delivery, from one hash call."""
         stream = self._stream(b"L", delivery_id, count * TAG)
         prefix = DELIVERY_LINK + delivery_id.to_bytes(6, "big")
-        encode = base64.urlsafe_b64encode
+        b64, urlsafe = binascii.b2a_base64, _URLSAFE
         return [
-            encode(prefix + p.to_bytes(2, "big") + stream[p * TAG : p * TAG + TAG]).decode("ascii")
+            b64(prefix + p.to_bytes(2, "big") + stream[p * TAG : p * TAG + TAG], newline=False)
+            .translate(urlsafe)
+            .decode("ascii")
             for p in range(count)
         ]
 

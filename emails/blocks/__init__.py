@@ -79,7 +79,11 @@ class BlockKind:
     def clean(self, form_data: Mapping[str, Any]) -> dict[str, Any]:
         raise NotImplementedError
 
-    def updated(self, previous: Mapping[str, Any] | None, data: dict[str, Any]) -> dict[str, Any]:
+    def updated(
+        self,
+        previous: Mapping[str, Any] | None,  # noqa: ARG002 - used by kinds that override it
+        data: dict[str, Any],
+    ) -> dict[str, Any]:
         """Hook when stored data is replaced (the agenda bumps SEQUENCE here)."""
         return data
 

@@ -13,7 +13,7 @@ from wtforms import (
     StringField,
     TextAreaField,
 )
-from wtforms.validators import DataRequired, Length, Optional
+from wtforms.validators import DataRequired, InputRequired, Length, Optional
 
 from emails.blocks import BlockKind, LinkSpec, http_url, register
 from emails.formatting import event_when, parse_local
@@ -53,8 +53,9 @@ class EventForm(Form):  # type: ignore[misc]
             Length(max=200, message="200 caractères au plus."),
         ],
     )
+    # InputRequired, not DataRequired: DataRequired would erase the parse error.
     start = LocalDateTimeField(
-        "Début", validators=[DataRequired("Indiquez la date et l'heure de début.")]
+        "Début", validators=[InputRequired("Indiquez la date et l'heure de début.")]
     )
     end = LocalDateTimeField("Fin", validators=[Optional()])
     place = StringField(

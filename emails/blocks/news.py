@@ -39,14 +39,15 @@ class NewsForm(Form):  # type: ignore[misc]
 
     def validate(self, extra_validators: Any = None) -> bool:
         ok = bool(super().validate(extra_validators))
-        if self.link.url.data and not (self.link.label.data or "").strip():
-            self.link.label.errors = [
-                *self.link.label.errors,
+        link = self.link.form  # not self.link.label: that is the FormField's own label
+        if link.url.data and not (link.label.data or "").strip():
+            link.label.errors = [
+                *link.label.errors,
                 "Indiquez le texte du lien (par exemple « Lire l'article »).",
             ]
             ok = False
-        if self.link.label.data and not (self.link.url.data or "").strip():
-            self.link.url.errors = [*self.link.url.errors, "Indiquez l'adresse du lien."]
+        if link.label.data and not (link.url.data or "").strip():
+            link.url.errors = [*link.url.errors, "Indiquez l'adresse du lien."]
             ok = False
         return ok
 

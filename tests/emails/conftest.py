@@ -18,7 +18,8 @@ BASE = "https://lettre.aula.example.org"
 
 @pytest.fixture
 def config(tmp_path: Path, database_url: str) -> Config:
-    return make_config(tmp_path, database_url, base_url=BASE, secret_key="emails-test-secret")
+    # Same secret as the test app, so its public routes accept the links rendered here.
+    return make_config(tmp_path, database_url, base_url=BASE)
 
 
 @pytest.fixture

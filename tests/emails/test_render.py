@@ -3,6 +3,7 @@
 import email
 import email.policy
 import re
+from dataclasses import replace
 from email.message import EmailMessage
 from urllib.parse import urlsplit
 
@@ -153,8 +154,6 @@ def test_text_part(demo: IssueData, settings: RenderSettings) -> None:
 
 @pytest.mark.parametrize("mode", ["off", "anonymous"])
 def test_tracking_modes(demo: IssueData, settings: RenderSettings, mode: str) -> None:
-    from dataclasses import replace
-
     issue = replace(demo, newsletter=replace(demo.newsletter, tracking_mode=mode))
     first = _parts(_message(issue, settings, ["elus"]))[1]
     other = Recipient(delivery_id=202, email="karim.benali@cc-ternois.example.fr")
