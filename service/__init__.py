@@ -7,13 +7,14 @@ from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 import service.models  # noqa: F401 - every model registered before the first query
 from service.accounts.views import bp as accounts_bp
 from service.config import Config, load_config
 from service.dashboard.views import bp as dashboard_bp
 from service.db import Session, bind_session, make_engine
-from service.extensions import babel, csrf, login_manager
+from service.extensions import babel, csrf, limiter, login_manager
 from service.i18n import select_locale
 from service.outbox.views import bp as outbox_bp
 from service.public.views import bp as public_bp
@@ -42,6 +43,12 @@ def create_app(config: Config | None = None) -> Flask:
     def _remove_session(_exc: BaseException | None) -> None:
         Session.remove()
 
+    if config.proxy_count:
+        # Behind N trusted reverse proxies: real client address and scheme (rate limits, URLs).
+        n = config.proxy_count
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n, x_host=n)  # type: ignore[method-assign]
+    app.config["RATELIMIT_STORAGE_URI"] = config.redis_url or "memory://"
+    limiter.init_app(app)
     csrf.init_app(app)
     babel.init_app(app, locale_selector=select_locale)
     login_manager.init_app(app)
@@ -87,6 +94,10 @@ def _error_pages(app: Flask) -> None:
         405: (_l("Méthode non permise"), _l("Cette action n'est pas possible ainsi.")),
         413: (_l("Fichier trop volumineux"), _l("Le fichier envoyé dépasse la taille autorisée.")),
         429: (_l("Trop de tentatives"), _l("Trop de tentatives : patientez quelques minutes.")),
+        500: (
+            _l("Erreur interne"),
+            _l("Une erreur inattendue s'est produite ; elle a été consignée. Réessayez plus tard."),
+        ),
     }
 
     @app.errorhandler(CSRFError)

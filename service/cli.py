@@ -8,12 +8,15 @@ import socket
 import sys
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import click
 from alembic import command
 from alembic.config import Config as AlembicConfig
 from honcho.manager import Manager
+from sqlalchemy import Connection
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import sessionmaker
 
@@ -24,19 +27,44 @@ from service.db import Session, bind_session, make_engine
 from service.demo.content import DEMO_PASSWORD, DEMO_USERS
 from service.demo.services import load_demo
 from service.outbox.server import make_controller
-from service.preflight import check_database, check_port_free, check_redis
+from service.preflight import check_database, check_migrated, check_port_free, check_redis
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+
+
+@contextmanager
+def migration_connection(config: Config) -> Iterator[Connection]:
+    """A connection in a transaction, ready for schema changes on either backend.
+
+    SQLite cannot ALTER most things, so Alembic's batch mode copies a table and
+    drops the old one: with foreign keys on, that drop would cascade and delete
+    the rows pointing at it. They are switched off for the migration (outside the
+    transaction, as SQLite requires), checked at the end, and switched back on.
+    """
+    engine = make_engine(config.database_url)
+    try:
+        with engine.connect() as connection:
+            sqlite = connection.dialect.name == "sqlite"
+            if sqlite:
+                connection.connection.dbapi_connection.execute("PRAGMA foreign_keys=OFF")  # type: ignore[union-attr]
+            with connection.begin():
+                yield connection
+                if sqlite:
+                    broken = connection.exec_driver_sql("PRAGMA foreign_key_check").all()
+                    if broken:
+                        raise ConfigError(f"migration left broken references: {broken[:5]}")
+            if sqlite:
+                connection.connection.dbapi_connection.execute("PRAGMA foreign_keys=ON")  # type: ignore[union-attr]
+    finally:
+        engine.dispose()
 
 
 def upgrade_database(config: Config) -> None:
     alembic_cfg = AlembicConfig()
     alembic_cfg.set_main_option("script_location", str(MIGRATIONS))
-    engine = make_engine(config.database_url)
-    with engine.begin() as connection:
+    with migration_connection(config) as connection:
         alembic_cfg.attributes["connection"] = connection
         command.upgrade(alembic_cfg, "head")
-    engine.dispose()
 
 
 @click.group()
@@ -62,6 +90,8 @@ def db_upgrade() -> None:
 def demo() -> None:
     """Load the demo bulletin, segments, subscribers and users (idempotent)."""
     config = load_config()
+    check_database(config)
+    check_migrated(config)
     loaded = _load_demo(config)
     click.echo("demo loaded" if loaded else "demo already present, nothing changed")
 
@@ -95,12 +125,18 @@ def users() -> None:
 def users_create(email: str, name: str, role: str, password: str | None) -> None:
     """Create a back-office user."""
     config = load_config()
+    if "@" not in email or email.strip() != email or len(email) > 254:
+        raise ConfigError(f"{email!r} is not an e-mail address")
+    if password is not None and len(password) < 12:
+        raise ConfigError("the password must have at least 12 characters")
     if password is None:
         if sys.stdin.isatty():
             password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
         else:
             password = secrets.token_urlsafe(12)
             click.echo(f"generated password: {password}")
+    check_database(config)
+    check_migrated(config)
     bind_session(make_engine(config.database_url))
     try:
         user = create_user(
@@ -141,22 +177,33 @@ def outbox_serve(host: str | None, port: int | None) -> None:
         controller.stop()
 
 
-def _wait_then_announce(host: str, port: int, config: Config, stop: threading.Event) -> None:
+def _listening(address: tuple[str, int]) -> bool:
+    try:
+        with socket.create_connection(address, timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+def _wait_then_announce(
+    addresses: list[tuple[str, int]], config: Config, stop: threading.Event
+) -> None:
+    """Print the banner once the web app (and the outbox) accept connections."""
     deadline = time.monotonic() + 120
-    while not stop.is_set() and time.monotonic() < deadline:
-        try:
-            with socket.create_connection((host, port), timeout=1):
-                break
-        except OSError:
-            stop.wait(0.3)
-    else:
-        return
+    while not all(_listening(address) for address in addresses):
+        if stop.wait(0.3) or time.monotonic() > deadline:
+            return
     logins = "\n".join(f"    {role:<10} {email}" for email, _name, role in DEMO_USERS)
+    outbox = (
+        f"  Dev outbox (SMTP): {config.smtp_host}:{config.smtp_port}, "
+        f"messages at {config.base_url}/outbox/\n"
+        if len(addresses) > 1
+        else ""
+    )
     click.secho(
         f"\n  Lettrine is ready: {config.base_url}/\n"
         f"  Demo logins (password: {DEMO_PASSWORD}):\n{logins}\n"
-        f"  Dev outbox (SMTP): {config.smtp_host}:{config.smtp_port}, "
-        f"messages at {config.base_url}/outbox/\n"
+        f"{outbox}"
         "  Press Ctrl-C to stop everything.\n",
         fg="green",
         bold=True,
@@ -168,7 +215,7 @@ def _wait_then_announce(host: str, port: int, config: Config, stop: threading.Ev
 def dev(no_demo: bool) -> None:
     """Start web, worker, beat and the dev outbox together (what ``make run`` runs)."""
     config = load_config()
-    port = int(os.environ.get("PORT", "5000"))
+    port = config.web_port
     host = "127.0.0.1"
     check_database(config)
     check_redis(config)
@@ -195,12 +242,14 @@ def dev(no_demo: bool) -> None:
             workers,
             "--access-logfile",
             "-",
+            "--no-control-socket",  # gunicorn 27's default socket is per user, not per app
             "service.wsgi:app",
         ],
         "worker": [
             python,
             "-m",
             "celery",
+            "--quiet",  # no ASCII-art banner: the ready message must stay on screen
             "-A",
             "workers.celery_app",
             "worker",
@@ -213,6 +262,7 @@ def dev(no_demo: bool) -> None:
             python,
             "-m",
             "celery",
+            "--quiet",
             "-A",
             "workers.celery_app",
             "beat",
@@ -224,12 +274,15 @@ def dev(no_demo: bool) -> None:
     if run_outbox:
         processes["outbox"] = [python, "-m", "service.cli", "outbox", "serve"]
 
+    addresses = [(host, port)]
+    if run_outbox:
+        addresses.append((config.smtp_host, config.smtp_port))
     manager = Manager()
     for name, argv in processes.items():
         manager.add_process(name, shlex.join(argv), env=env)
     stop = threading.Event()
     threading.Thread(
-        target=_wait_then_announce, args=(host, port, config, stop), daemon=True
+        target=_wait_then_announce, args=(addresses, config, stop), daemon=True
     ).start()
     manager.loop()
     stop.set()

@@ -26,18 +26,33 @@ def _secret_key(folder: Path) -> str:
     if key := os.environ.get("SECRET_KEY"):
         return key
     path = folder / "secret_key"
-    if path.exists():
-        return path.read_text().strip()
+    if path.exists() and (existing := path.read_text().strip()):
+        return existing
     folder.mkdir(parents=True, exist_ok=True)
     key = secrets.token_urlsafe(48)
-    # Exclusive create: two processes starting together keep the first key.
+    # Created private from the start (no window where another user could read it);
+    # exclusive, so two processes starting together keep the first key.
     try:
-        with path.open("x") as handle:
-            handle.write(key)
-        path.chmod(0o600)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except FileExistsError:
-        return path.read_text().strip()
+        if existing := path.read_text().strip():
+            return existing
+        path.unlink()  # an empty file left by a crash: replace it
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(key)
     return key
+
+
+def _port(name: str, default: str) -> int:
+    raw = os.environ.get(name, default)
+    try:
+        port = int(raw)
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r} is not a port number (for example {default}).") from None
+    if not 0 < port < 65536:
+        raise ConfigError(f"{name}={port} is not a TCP port (1 to 65535).")
+    return port
 
 
 def _bool(name: str, default: bool) -> bool:
@@ -67,6 +82,9 @@ class Config:
     instance_path: Path
     secure_cookies: bool
     outbox_enabled: bool
+    web_port: int = 5000
+    # Reverse proxies in front of the app whose X-Forwarded-* headers are trusted.
+    proxy_count: int = 0
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -104,7 +122,7 @@ def load_config(**overrides: Any) -> Config:
     else:
         broker_folder = folder / "broker"
         broker_url = "filesystem://"
-    port = os.environ.get("PORT", "5000")
+    port = _port("PORT", "5000")
     values: dict[str, Any] = {
         "secret_key": _secret_key(folder),
         "database_url": database_url,
@@ -112,7 +130,7 @@ def load_config(**overrides: Any) -> Config:
         "broker_folder": broker_folder,
         "redis_url": redis_url,
         "smtp_host": os.environ.get("SMTP_HOST", "127.0.0.1"),
-        "smtp_port": int(os.environ.get("SMTP_PORT", "1025")),
+        "smtp_port": _port("SMTP_PORT", "1025"),
         "smtp_username": os.environ.get("SMTP_USERNAME") or None,
         "smtp_password": os.environ.get("SMTP_PASSWORD") or None,
         "smtp_starttls": _bool("SMTP_STARTTLS", default=False),
@@ -122,9 +140,11 @@ def load_config(**overrides: Any) -> Config:
         if os.environ.get("DKIM_PRIVATE_KEY_FILE")
         else None,
         "base_url": os.environ.get("BASE_URL", f"http://127.0.0.1:{port}").rstrip("/"),
+        "web_port": port,
         "instance_path": folder,
         "secure_cookies": _bool("SECURE_COOKIES", default=False),
         "outbox_enabled": _bool("OUTBOX_ENABLED", default=True),
+        "proxy_count": _port("PROXY_COUNT", "0") if os.environ.get("PROXY_COUNT") else 0,
     }
     values.update(overrides)
     return Config(**values)

@@ -5,9 +5,9 @@ import errno
 import socket
 
 import redis
-from sqlalchemy import text
+from sqlalchemy import inspect, text
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError
+from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError
 
 from service.config import Config, ConfigError
 from service.db import make_engine
@@ -16,7 +16,7 @@ from service.db import make_engine
 def _masked(url: str) -> str:
     try:
         return make_url(url).render_as_string(hide_password=True)
-    except ArgumentError:
+    except (ArgumentError, ValueError):
         return "<invalid URL>"
 
 
@@ -26,7 +26,7 @@ def check_database(config: Config) -> None:
         engine = make_engine(
             url, **({} if config.is_sqlite else {"connect_args": {"connect_timeout": 3}})
         )
-    except (ArgumentError, NoSuchModuleError) as error:
+    except (ArgumentError, NoSuchModuleError, ImportError, ValueError) as error:
         raise ConfigError(
             f"DATABASE_URL is not a database URL Lettrine can use ({_masked(url)}): {error}. "
             "Expected postgresql://user:password@host:5432/name, or unset it for SQLite."
@@ -36,8 +36,9 @@ def check_database(config: Config) -> None:
     try:
         with engine.connect() as conn:
             conn.execute(text("SELECT 1"))
-    except OperationalError as error:
-        reason = str(error.orig).strip().splitlines()[0] if error.orig else str(error)
+    except (DBAPIError, ValueError) as error:
+        orig = getattr(error, "orig", None) or error
+        reason = (str(orig).strip().splitlines() or ["?"])[0]
         raise ConfigError(
             f"cannot reach the database at {_masked(url)}: {reason}. "
             "Check DATABASE_URL and that the server runs, or unset DATABASE_URL to use SQLite."
@@ -62,6 +63,8 @@ def check_redis(config: Config) -> None:
 
 
 def check_port_free(host: str, port: int, what: str, variable: str) -> None:
+    if not 0 < port < 65536:
+        raise ConfigError(f"{variable}={port} is not a TCP port (1 to 65535).")
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
@@ -73,3 +76,15 @@ def check_port_free(host: str, port: int, what: str, variable: str) -> None:
                     f"or choose another port: {variable}={port + 1} make run"
                 ) from None
             raise ConfigError(f"cannot listen on {host}:{port} ({what}): {error}.") from None
+
+
+def check_migrated(config: Config) -> None:
+    """The schema exists (commands that read or write data need it)."""
+    engine = make_engine(config.database_url)
+    try:
+        with engine.connect() as conn:
+            migrated = inspect(conn).has_table("alembic_version")
+    finally:
+        engine.dispose()
+    if not migrated:
+        raise ConfigError("the database has no schema yet: run `lettrine db upgrade` first.")

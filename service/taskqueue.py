@@ -38,12 +38,15 @@ def celery_settings(config: Config) -> dict[str, Any]:
     if config.broker_folder is not None:
         queue = config.broker_folder / "queue"
         processed = config.broker_folder / "processed"
-        queue.mkdir(parents=True, exist_ok=True)
-        processed.mkdir(parents=True, exist_ok=True)
+        # kombu's default control folder is ./control, in whatever directory we run from.
+        control = config.broker_folder / "control"
+        for folder in (queue, processed, control):
+            folder.mkdir(parents=True, exist_ok=True)
         settings["broker_transport_options"] = {
             "data_folder_in": str(queue),
             "data_folder_out": str(queue),
             "processed_folder": str(processed),
+            "control_folder": str(control),
             "store_processed": False,
         }
     return settings
@@ -62,11 +65,25 @@ def celery_init_app(app: Flask, config: Config) -> Celery:
     return celery_app
 
 
-def enqueue_after_commit(session: OrmSession, task_name: str, *args: Any, **kwargs: Any) -> None:
-    """Send ``task_name`` once ``session`` commits; drop it on rollback."""
-    celery_app: Celery = current_app.extensions["celery"]
+PENDING = "lettrine.pending_tasks"
 
-    def _send(_session: OrmSession) -> None:
+
+def enqueue_after_commit(session: OrmSession, task_name: str, *args: Any, **kwargs: Any) -> None:
+    """Send ``task_name`` once ``session`` commits; drop it if the transaction rolls back."""
+    if not session.in_transaction():
+        session.begin()  # the task belongs to this transaction, whatever happens to it
+    pending: list[tuple[Celery, str, tuple[Any, ...], dict[str, Any]]] = session.info.setdefault(
+        PENDING, []
+    )
+    pending.append((current_app.extensions["celery"], task_name, args, kwargs))
+
+
+@event.listens_for(OrmSession, "after_commit")
+def _send_pending(session: OrmSession) -> None:
+    for celery_app, task_name, args, kwargs in session.info.pop(PENDING, []):
         celery_app.send_task(task_name, args=args, kwargs=kwargs)
 
-    event.listen(session, "after_commit", _send, once=True)
+
+@event.listens_for(OrmSession, "after_soft_rollback")
+def _drop_pending(session: OrmSession, _previous: Any) -> None:
+    session.info.pop(PENDING, None)

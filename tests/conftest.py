@@ -24,6 +24,8 @@ from service.db import Session, make_engine
 TEST_DATABASE_URL = os.environ.get(
     "TEST_DATABASE_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 )
+if TEST_DATABASE_URL.startswith(("postgres://", "postgresql://")):
+    TEST_DATABASE_URL = "postgresql+psycopg://" + TEST_DATABASE_URL.split("://", 1)[1]
 TEST_REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 ON_SQLITE = TEST_DATABASE_URL == "sqlite"
 
@@ -46,6 +48,10 @@ def database_url(tmp_path_factory: pytest.TempPathFactory) -> str:
 def reset_database(engine: Engine) -> None:
     """Start from an empty database (left-overs of an aborted run included)."""
     if engine.dialect.name == "postgresql":
+        # The tests wipe their database: refuse anything not obviously a test database.
+        name = engine.url.database or ""
+        if "test" not in name:
+            pytest.exit(f"TEST_DATABASE_URL names {name!r}: use a database whose name has 'test'")
         with engine.begin() as conn:
             conn.execute(text("DROP SCHEMA public CASCADE"))
             conn.execute(text("CREATE SCHEMA public"))

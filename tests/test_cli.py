@@ -42,10 +42,19 @@ def test_unreachable_database(tmp_path: Path) -> None:
     assert "secret" not in result.stderr  # passwords are masked
 
 
-@pytest.mark.parametrize("url", ["mysql-but-not-really://x", "not a url at all"])
+@pytest.mark.parametrize(
+    "url",
+    [
+        "mysql://lettrine@127.0.0.1/lettrine",
+        "postgresql+psycopg2://u@127.0.0.1/x",
+        "postgresql://u:p@127.0.0.1:notaport/db",
+        "mysql-but-not-really://x",
+        "not a url at all",
+    ],
+)
 def test_invalid_database_url(tmp_path: Path, url: str) -> None:
     result = _lettrine(tmp_path, "db", "upgrade", DATABASE_URL=url)
-    _one_clear_line(result, "DATABASE_URL is not a database URL")
+    _one_clear_line(result, "DATABASE_URL")
 
 
 def test_unreachable_redis(tmp_path: Path) -> None:
@@ -85,3 +94,28 @@ def test_db_upgrade_and_demo_on_a_fresh_instance(tmp_path: Path) -> None:
         tmp_path, "users", "create", "Nouvelle@agence.example.org", "--password", "x" * 12
     )
     _one_clear_line(duplicate, "already exists")
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "expected"),
+    [("PORT", "abc", "PORT='abc' is not a port number"), ("SMTP_PORT", "99999", "not a TCP port")],
+)
+def test_bad_ports(tmp_path: Path, variable: str, value: str, expected: str) -> None:
+    _one_clear_line(_lettrine(tmp_path, "dev", **{variable: value}), expected)
+
+
+def test_commands_on_a_database_without_schema(tmp_path: Path) -> None:
+    _one_clear_line(_lettrine(tmp_path, "demo"), "run `lettrine db upgrade` first")
+
+
+@pytest.mark.parametrize(
+    ("email", "password", "expected"),
+    [
+        ("pas-une-adresse", "un mot de passe solide", "is not an e-mail address"),
+        ("admin@agence.example.org", "court", "at least 12 characters"),
+    ],
+)
+def test_users_create_refuses_bad_input(
+    tmp_path: Path, email: str, password: str, expected: str
+) -> None:
+    _one_clear_line(_lettrine(tmp_path, "users", "create", email, "--password", password), expected)

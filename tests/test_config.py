@@ -2,7 +2,7 @@ from pathlib import Path
 
 import pytest
 
-from service.config import load_config
+from service.config import ConfigError, load_config
 
 
 @pytest.fixture(autouse=True)
@@ -55,3 +55,22 @@ def test_environment_wins(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> No
     assert config.broker_folder is None
     assert config.base_url == "http://127.0.0.1:8001"
     assert config.outbox_enabled is False
+
+
+def test_empty_secret_file_is_replaced(tmp_path: Path) -> None:
+    (tmp_path / "secret_key").write_text("")
+    key = load_config(instance_path=tmp_path).secret_key
+    assert len(key) >= 40
+    assert (tmp_path / "secret_key").read_text() == key
+    assert (tmp_path / "secret_key").stat().st_mode & 0o777 == 0o600
+
+
+@pytest.mark.parametrize(
+    ("value", "message"), [("abc", "not a port number"), ("0", "not a TCP port")]
+)
+def test_bad_port_is_a_config_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, value: str, message: str
+) -> None:
+    monkeypatch.setenv("PORT", value)
+    with pytest.raises(ConfigError, match=message):
+        load_config(instance_path=tmp_path)

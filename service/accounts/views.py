@@ -1,6 +1,6 @@
 from urllib.parse import urlsplit
 
-from flask import Blueprint, redirect, render_template, request, session, url_for
+from flask import Blueprint, Response, redirect, render_template, request, session, url_for
 from flask.typing import ResponseReturnValue
 from flask_babel import gettext as _
 from flask_login import login_user, logout_user
@@ -10,7 +10,7 @@ from service.accounts.forms import LoginForm
 from service.accounts.models import User
 from service.accounts.permissions import public, staff_required
 from service.db import Session
-from service.extensions import login_manager
+from service.extensions import limiter, login_manager
 from service.i18n import LOCALES
 
 bp = Blueprint("accounts", __name__)
@@ -36,8 +36,21 @@ def _safe_next(target: str | None) -> str:
     return target
 
 
+def _submitted_account() -> str:
+    return "login:" + (request.form.get("email") or "").strip().lower()
+
+
+def _failed(response: Response) -> bool:
+    return response.status_code == 401
+
+
 @bp.route("/login", methods=["GET", "POST"])
 @public
+# Failed attempts only: per client address, and per account whatever the address.
+@limiter.limit("10 per minute;50 per hour", methods=["POST"], deduct_when=_failed)
+@limiter.limit(
+    "10 per 15 minutes", methods=["POST"], key_func=_submitted_account, deduct_when=_failed
+)
 def login() -> ResponseReturnValue:
     form = LoginForm()
     error = None

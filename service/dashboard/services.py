@@ -1,6 +1,7 @@
 """Figures for the back-office home page, read straight from the database."""
 
 import datetime as dt
+import unicodedata
 from dataclasses import dataclass
 
 from sqlalchemy import case, func, select
@@ -17,6 +18,16 @@ from service.audience.models import (
 from service.issues.models import Issue, IssueStatus
 from service.newsletters.models import Newsletter
 from service.system.services import latest_heartbeat
+
+
+def french_sort_key(text: str) -> tuple[str, str]:
+    """Alphabetical order as a French reader expects it: « Élus » between D and F.
+
+    The database's collation differs between SQLite and PostgreSQL; sorting here
+    gives the same order on both.
+    """
+    plain = unicodedata.normalize("NFKD", text.casefold())
+    return "".join(c for c in plain if not unicodedata.combining(c)), text
 
 
 @dataclass(frozen=True)
@@ -80,12 +91,14 @@ def home_figures(session: Session) -> HomeFigures:
         .outerjoin(Membership, Membership.segment_id == Segment.id)
         .outerjoin(Subscriber, Subscriber.id == Membership.subscriber_id)
         .group_by(Segment.id, Segment.name, Segment.kind)
-        .order_by(Segment.name)
     )
-    segments = [
-        SegmentCount(sid, name, int(act), int(tot), kind == SegmentKind.RULE)
-        for sid, name, kind, act, tot in rows
-    ]
+    segments = sorted(
+        (
+            SegmentCount(sid, name, int(act), int(tot), kind == SegmentKind.RULE)
+            for sid, name, kind, act, tot in rows
+        ),
+        key=lambda s: french_sort_key(s.name),
+    )
 
     recent = [
         (issue, newsletter)

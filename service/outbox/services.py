@@ -1,9 +1,9 @@
 """The dev outbox: messages caught by the local SMTP server, for people to read."""
 
 import email
+import email.errors
 import email.policy
 from dataclasses import dataclass
-from email.message import EmailMessage
 
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
@@ -13,14 +13,24 @@ from service.outbox.models import OutboxMessage
 PAGE_SIZE = 50
 
 
+def _header(raw: bytes, name: str) -> str:
+    """A header's decoded value; the raw text when the modern parser chokes on it.
+
+    The outbox exists to show what was sent, malformed messages included.
+    """
+    try:
+        return str(email.message_from_bytes(raw, policy=email.policy.default).get(name, ""))
+    except (IndexError, ValueError, TypeError, email.errors.MessageError):
+        return str(email.message_from_bytes(raw, policy=email.policy.compat32).get(name, ""))
+
+
 def store_message(session: Session, mail_from: str, recipients: list[str], raw: bytes) -> int:
     """Use case: keep one received message. Returns its id."""
-    headers = email.message_from_bytes(raw, policy=email.policy.default)
     message = OutboxMessage(
         mail_from=mail_from[:254],
         recipients=", ".join(recipients),
-        subject=str(headers.get("Subject", ""))[:1000],
-        message_id=(str(headers.get("Message-ID", "")) or None),
+        subject=_header(raw, "Subject")[:1000],
+        message_id=_header(raw, "Message-ID")[:255] or None,
         raw=raw,
     )
     session.add(message)
@@ -57,8 +67,15 @@ class ParsedMessage:
 
 def parse(raw: bytes) -> ParsedMessage:
     """Split a message into what the detail page shows. Never raises on bad MIME."""
-    msg = email.message_from_bytes(raw, policy=email.policy.default)
-    assert isinstance(msg, EmailMessage)  # noqa: S101 - guaranteed by policy.default
+    try:
+        return _parse(raw, email.policy.default)
+    except (IndexError, ValueError, TypeError, email.errors.MessageError):
+        # Headers the modern parser cannot read are shown as they came.
+        return _parse(raw, email.policy.compat32)
+
+
+def _parse(raw: bytes, policy: email.policy.Policy) -> ParsedMessage:
+    msg = email.message_from_bytes(raw, policy=policy)
     headers = [(name, str(value)) for name, value in msg.items()]
     text = html = None
     attachments: list[str] = []
@@ -69,10 +86,11 @@ def parse(raw: bytes) -> ParsedMessage:
             attachments.append(part.get_filename() or "?")
             continue
         ctype = part.get_content_type()
+        payload = part.get_payload(decode=True)
+        charset = part.get_content_charset() or "utf-8"
         try:
-            content = part.get_content()
-        except (LookupError, ValueError):
-            payload = part.get_payload(decode=True)
+            content = payload.decode(charset, "replace") if isinstance(payload, bytes) else ""
+        except LookupError:  # an unknown charset name
             content = payload.decode("utf-8", "replace") if isinstance(payload, bytes) else ""
         if ctype == "text/plain" and text is None and isinstance(content, str):
             text = content

@@ -48,8 +48,10 @@ def _get(message_id: int) -> OutboxMessage:
 def index() -> ResponseReturnValue:
     page = request.args.get("page", 1, type=int) or 1
     messages, total = services.list_messages(Session(), page)
+    config = current_app.extensions["lettrine_config"]
     return render_template(
         "outbox/index.html",
+        smtp_address=f"{config.smtp_host}:{config.smtp_port}",
         messages=messages,
         total=total,
         page=page,

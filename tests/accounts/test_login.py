@@ -132,3 +132,19 @@ def test_english_is_available_on_request(client: FlaskClient) -> None:
     html = client.get("/login").get_data(as_text=True)
     assert '<html lang="en">' in html
     assert "Password" in html
+
+
+def test_failed_logins_are_rate_limited(client: FlaskClient, db_session: Session) -> None:
+    UserFactory(email="known@agence.example.org")
+    for _ in range(10):
+        assert login(client, "known@agence.example.org", "pas le bon").status_code == 401
+    blocked = login(client, "known@agence.example.org", PASSWORD)  # even the right password
+    assert blocked.status_code == 429
+    assert "Trop de tentatives : patientez quelques minutes." in blocked.get_data(as_text=True)
+
+
+def test_successful_logins_do_not_count(client: FlaskClient, db_session: Session) -> None:
+    UserFactory(email="known@agence.example.org")
+    for _ in range(12):
+        assert login(client, "known@agence.example.org").status_code == 302
+        client.post("/logout", data={"csrf_token": csrf_token(client, "/")})

@@ -55,11 +55,11 @@ def test_home_shows_figures_from_the_database(client: FlaskClient, db_session: S
     assert _row(html, "data-segment", elus.id) == ["5", "7"]
     assert _row(html, "data-segment", commercants.id) == ["1", "1"]
     assert 'data-figure="subscribers-total">7<' in html
-    assert "Aucun worker d'envoi ne s'est encore manifesté." in html
+    assert "Aucun processus d'envoi ne s'est encore manifesté." in html
 
 
 def test_home_says_when_workers_are_alive(client: FlaskClient, db_session: Session) -> None:
     record_heartbeat(db_session, "worker@test")
     UserFactory(email="chef@agence.example.org")
     login(client, "chef@agence.example.org")
-    assert "Les workers d'envoi répondent" in client.get("/").get_data(as_text=True)
+    assert "Les processus d'envoi répondent" in client.get("/").get_data(as_text=True)

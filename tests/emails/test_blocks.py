@@ -1,10 +1,11 @@
 """Block kinds: validation with French field errors, sanitising, SEQUENCE."""
 
+from dataclasses import replace
 from typing import Any
 
 import pytest
 
-from emails import IssueData, RenderError, compile_variant
+from emails import BlockData, IssueData, RenderError, compile_variant
 from emails.blocks import REGISTRY, BlockValidationError, get_kind
 from service.issues.services import validated_block_data
 
@@ -84,10 +85,6 @@ def test_rich_text_is_sanitised_on_save_and_on_render(demo: IssueData, html: str
         assert bad not in saved["html"]
     assert "Bonjour" in saved["html"]
     # Stored data that bypassed the form is sanitised again when rendered.
-    from dataclasses import replace
-
-    from emails import BlockData
-
     raw_block = BlockData(id=999, kind="text", data={"title": None, "html": html})
     issue = replace(demo, blocks=[raw_block])
     rendered = compile_variant(issue, None).html
@@ -110,10 +107,6 @@ def test_event_sequence_goes_up_only_on_significant_change() -> None:
 
 
 def test_template_errors_name_the_template_and_line(demo: IssueData) -> None:
-    from dataclasses import replace
-
-    from emails import BlockData
-
     broken = BlockData(id=998, kind="news", data={"html": "<p>Sans titre</p>"})  # no "title"
     with pytest.raises(RenderError) as caught:
         compile_variant(replace(demo, blocks=[broken]), None)

@@ -27,7 +27,7 @@ def test_ics_is_rfc5545_with_paris_timezone(demo: IssueData) -> None:
     parsed = icalendar.Calendar.from_ical(calendar([event], stamp=STAMP))
     assert parsed["VERSION"] == "2.0"
     assert parsed["PRODID"]
-    zones = [c for c in parsed.walk("VTIMEZONE")]
+    zones = list(parsed.walk("VTIMEZONE"))
     assert [str(z["TZID"]) for z in zones] == ["Europe/Paris"]
     (vevent,) = parsed.walk("VEVENT")
     assert str(vevent["UID"]) == event["uid"]

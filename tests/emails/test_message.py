@@ -6,6 +6,7 @@ import email.policy
 import re
 from dataclasses import replace
 from email.message import EmailMessage
+from pathlib import Path
 
 import dkim
 import pytest
@@ -22,6 +23,8 @@ from emails import (
     compile_variant,
 )
 from emails.dkim import DkimSigner, public_key_record
+from service.config import Config, ConfigError
+from service.issues.rendering import dkim_signer
 from tests.emails.conftest import BASE
 
 EXPECTED_HEADERS = [
@@ -194,3 +197,20 @@ def test_long_public_urls_are_quoted_printable_encoded(
     _open, unsub, _prefs = long.signer.system_tokens(11)
     assert f'href="{base}/u/{unsub}"' in html
     assert len(re.findall(rf'href="{re.escape(base)}/c/[\w-]{{20}}"', html)) >= 15
+
+
+def test_dkim_settings(tmp_path: Path, config: Config) -> None:
+    key_file = tmp_path / "dkim.pem"
+    key_file.write_bytes(_dkim_key())
+    assert dkim_signer(config) is None
+    signer = dkim_signer(
+        replace(config, dkim_domain="aula.example.org", dkim_selector="s1", dkim_key_path=key_file)
+    )
+    assert signer is not None
+    assert signer.selector == "s1"
+    with pytest.raises(ConfigError, match="together"):
+        dkim_signer(replace(config, dkim_domain="aula.example.org"))
+    with pytest.raises(ConfigError, match="cannot read"):
+        dkim_signer(
+            replace(config, dkim_domain="a.fr", dkim_selector="s", dkim_key_path=tmp_path / "no")
+        )

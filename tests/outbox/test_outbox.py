@@ -120,3 +120,22 @@ def test_outbox_is_off_in_production(client: FlaskClient, app: Flask, db_session
     UserFactory(email="redaction@agence.example.org")
     login(client, "redaction@agence.example.org")
     assert client.get("/outbox/").status_code == 404
+
+
+def test_malformed_messages_are_kept_and_shown(
+    client: FlaskClient, db_session: Session, smtp_server: Controller
+) -> None:
+    raw = (
+        b"From: robot@example.org\r\nTo: <\r\nMessage-ID: <<<>>>\r\n"
+        b"Subject: =?utf-8?q?Ent=C3=AAte_cass=C3=A9?=\r\n"
+        b"Content-Type: text/plain; charset=x-unknown\r\n\r\nCorps du message.\r\n"
+    )
+    with smtplib.SMTP(smtp_server.hostname, smtp_server.port) as smtp:
+        assert smtp.sendmail("robot@example.org", ["dest@example.org"], raw) == {}
+    stored = db_session.scalars(select(OutboxMessage)).one()
+    assert stored.message_id == "<<<>>>"
+    UserFactory(email="redaction@agence.example.org")
+    login(client, "redaction@agence.example.org")
+    page = client.get(f"/outbox/{stored.id}")
+    assert page.status_code == 200
+    assert "Corps du message." in page.get_data(as_text=True)
