@@ -11,11 +11,14 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 
 import service.models  # noqa: F401 - every model registered before the first query
 from service.accounts.views import bp as accounts_bp
+from service.assets.views import bp as assets_bp
 from service.config import Config, load_config
 from service.dashboard.views import bp as dashboard_bp
 from service.db import Session, bind_session, make_engine
 from service.extensions import babel, csrf, limiter, login_manager
 from service.i18n import select_locale
+from service.issues.views import bp as issues_bp
+from service.newsletters.views import bp as newsletters_bp
 from service.outbox.views import bp as outbox_bp
 from service.public.views import bp as public_bp
 from service.taskqueue import celery_init_app
@@ -26,6 +29,15 @@ CONTENT_SECURITY_POLICY = (
     "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
     "frame-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'; "
     "object-src 'none'"
+)
+
+
+# Main menu: (endpoint, label, roles that see it). Entries whose endpoint does not
+# exist yet are skipped, so a domain package adds itself by registering the view.
+NAV_ITEMS = (
+    ("issues.index", _l("Numéros"), ("admin", "publisher", "editor", "analyst")),
+    ("newsletters.index", _l("Lettres"), ("admin",)),
+    ("accounts.users", _l("Utilisateurs"), ("admin",)),
 )
 
 
@@ -62,7 +74,12 @@ def create_app(config: Config | None = None) -> Flask:
 
     @app.context_processor
     def _template_globals() -> dict[str, Any]:
-        return {"current_locale": select_locale(), "outbox_enabled": config.outbox_enabled}
+        return {
+            "current_locale": select_locale(),
+            "outbox_enabled": config.outbox_enabled,
+            "nav_items": NAV_ITEMS,
+            "nav_endpoints": app.view_functions,
+        }
 
     return app
 
@@ -72,6 +89,9 @@ def _register_blueprints(app: Flask) -> None:
     app.register_blueprint(dashboard_bp)
     app.register_blueprint(outbox_bp)
     app.register_blueprint(public_bp)
+    app.register_blueprint(issues_bp)
+    app.register_blueprint(newsletters_bp)
+    app.register_blueprint(assets_bp)
 
 
 def _security_headers(app: Flask) -> None:

@@ -1,0 +1,3 @@
+from flask import Blueprint
+
+bp = Blueprint("assets", __name__, url_prefix="/media")

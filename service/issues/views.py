@@ -1,0 +1,3 @@
+from flask import Blueprint
+
+bp = Blueprint("issues", __name__, url_prefix="/numeros")

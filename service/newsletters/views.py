@@ -1,0 +1,3 @@
+from flask import Blueprint
+
+bp = Blueprint("newsletters", __name__, url_prefix="/lettres")
