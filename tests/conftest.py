@@ -8,9 +8,12 @@ SQLite file. TEST_REDIS_URL is the Redis used by the worker tests.
 import os
 import socket
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
+from aiosmtpd.controller import Controller
 from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import Engine, text
@@ -119,3 +122,27 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+class _Collect:
+    """aiosmtpd handler keeping every message received (a real SMTP conversation)."""
+
+    def __init__(self) -> None:
+        self.messages: list[tuple[str, list[str], bytes]] = []
+
+    async def handle_DATA(self, _server: object, _session: object, envelope: Any) -> str:  # noqa: N802
+        self.messages.append((envelope.mail_from, list(envelope.rcpt_tos), envelope.content))
+        return "250 OK"
+
+
+@pytest.fixture
+def mail_sink(app: Flask) -> Iterator[_Collect]:
+    """An SMTP server on a free port; the app's sender is pointed at it."""
+    handler = _Collect()
+    controller = Controller(handler, hostname="127.0.0.1", port=free_port())
+    controller.start()
+    app.extensions["lettrine_config"] = replace(
+        app.extensions["lettrine_config"], smtp_host="127.0.0.1", smtp_port=controller.port
+    )
+    yield handler
+    controller.stop()
