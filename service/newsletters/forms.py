@@ -1,0 +1,154 @@
+import re
+from typing import Any
+
+from flask_babel import lazy_gettext as _l
+from flask_wtf import FlaskForm
+from flask_wtf.file import FileField
+from wtforms import (
+    BooleanField,
+    EmailField,
+    Field,
+    IntegerField,
+    RadioField,
+    SelectChoice,
+    StringField,
+    TextAreaField,
+)
+from wtforms.validators import (
+    DataRequired,
+    Email,
+    InputRequired,
+    Length,
+    NumberRange,
+    Optional,
+    Regexp,
+    ValidationError,
+)
+
+from service.newsletters.models import TrackingMode
+from service.newsletters.services import COLOR_RE
+
+# CR and LF would start a new mail header (header injection); other controls have no
+# business in a header either.
+HEADER_BREAKING_RE = re.compile(r"[\x00-\x1f\x7f\x85\u2028\u2029]")
+
+TRACKING_CHOICES = [
+    SelectChoice(TrackingMode.INDIVIDUAL.value, _l("Individuel")),
+    SelectChoice(TrackingMode.ANONYMOUS.value, _l("Anonyme")),
+    SelectChoice(TrackingMode.OFF.value, _l("Désactivé")),
+]
+TRACKING_HELP = {
+    TrackingMode.INDIVIDUAL.value: _l(
+        "Ouvertures et clics rattachés à chaque abonné, pendant la durée de conservation."
+    ),
+    TrackingMode.ANONYMOUS.value: _l(
+        "Ouvertures et clics comptés par numéro, sans savoir qui a ouvert ou cliqué."
+    ),
+    TrackingMode.OFF.value: _l("Liens directs et aucun pixel : pas de statistiques de lecture."),
+}
+
+
+def single_line(_form: Any, field: Field) -> None:
+    if HEADER_BREAKING_RE.search(field.data or ""):
+        raise ValidationError(
+            _l("Une seule ligne ici : retours à la ligne et caractères de contrôle refusés.")
+        )
+
+
+def _strip(value: Any) -> Any:
+    return value.strip() if isinstance(value, str) else value
+
+
+def _lower(value: Any) -> Any:
+    return value.lower() if isinstance(value, str) else value
+
+
+class NewsletterForm(FlaskForm):  # type: ignore[misc]
+    name = StringField(
+        _l("Nom de la lettre"),
+        filters=[_strip],
+        validators=[DataRequired(_l("Donnez un nom à la lettre.")), Length(max=120), single_line],
+    )
+    sender_name = StringField(
+        _l("Nom de l'expéditeur"),
+        description=_l("Affiché dans la boîte des abonnés, par exemple « Agence d'urbanisme »."),
+        filters=[_strip],
+        validators=[
+            DataRequired(_l("Indiquez le nom de l'expéditeur.")),
+            Length(max=120),
+            single_line,
+        ],
+    )
+    sender_email = EmailField(
+        _l("Adresse de l'expéditeur"),
+        description=_l("Une adresse du domaine de l'organisme, autorisée par son SPF et DKIM."),
+        filters=[_strip],
+        validators=[
+            DataRequired(_l("Indiquez l'adresse de l'expéditeur.")),
+            single_line,
+            Email(_l("Cette adresse e-mail n'est pas valide.")),
+            Length(max=254),
+        ],
+    )
+    reply_to = EmailField(
+        _l("Adresse de réponse"),
+        description=_l("Facultative : où arrivent les réponses, si ce n'est pas l'expéditeur."),
+        filters=[_strip],
+        validators=[
+            Optional(),
+            single_line,
+            Email(_l("Cette adresse e-mail n'est pas valide.")),
+            Length(max=254),
+        ],
+    )
+    legal_footer = TextAreaField(
+        _l("Mentions en pied de lettre"),
+        description=_l("Pourquoi l'abonné reçoit cette lettre, mentions légales."),
+        filters=[_strip],
+        validators=[Optional(), Length(max=2000)],
+    )
+    postal_address = TextAreaField(
+        _l("Adresse postale de l'organisme"),
+        description=_l("Obligatoire dans chaque envoi."),
+        filters=[_strip],
+        validators=[
+            DataRequired(_l("Indiquez l'adresse postale de l'organisme.")),
+            Length(max=500),
+        ],
+    )
+    logo = FileField(
+        _l("Logo"),
+        description=_l(
+            "Image PNG, JPEG, GIF ou WebP de 5 Mo au plus ; 600 pixels de large suffisent."
+        ),
+        render_kw={"accept": "image/png,image/jpeg,image/gif,image/webp"},
+    )
+    remove_logo = BooleanField(_l("Retirer le logo actuel"))
+    main_color = StringField(
+        _l("Couleur principale"),
+        description=_l("Au format #rrggbb, par exemple #1d4f91 ; le texte blanc s'affiche dessus."),
+        filters=[_strip, _lower],
+        validators=[
+            DataRequired(_l("Indiquez la couleur principale.")),
+            Regexp(
+                COLOR_RE,
+                message=_l("Couleur attendue au format #rrggbb (six chiffres hexadécimaux)."),
+            ),
+        ],
+        render_kw={"spellcheck": "false", "autocomplete": "off"},
+    )
+    tracking_mode = RadioField(
+        _l("Mesure d'audience"),
+        choices=TRACKING_CHOICES,
+        validators=[InputRequired(_l("Choisissez un mode de mesure d'audience."))],
+    )
+    tracking_retention_days = IntegerField(
+        _l("Conservation des données de mesure (jours)"),
+        description=_l(
+            "Au-delà, les ouvertures et clics ne sont plus rattachés aux abonnés (1 à 3 650 jours)."
+        ),
+        validators=[
+            InputRequired(_l("Indiquez une durée en jours.")),
+            NumberRange(1, 3650, _l("Durée entre 1 et 3 650 jours.")),
+        ],
+    )
