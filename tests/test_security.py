@@ -14,7 +14,14 @@ from tests.factories import UserFactory
 from tests.helpers import login
 
 # Routes reachable without logging in, on purpose.
-EXPECTED_PUBLIC = {"accounts.login", "accounts.set_language", "assets.serve", "public.event_ics"}
+EXPECTED_PUBLIC = {
+    "accounts.login",
+    "accounts.set_language",
+    "accounts.forgot_password",
+    "accounts.set_password",
+    "assets.serve",
+    "public.event_ics",
+}
 
 
 def _endpoints(app: Flask) -> dict[str, frozenset[Role]]:

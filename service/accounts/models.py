@@ -6,6 +6,11 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from service.db import Base, created_at, enum_column, intpk, str120
 
+# A password hash that no password matches: invited accounts hold one until their
+# owner chooses a password. argon2 refuses to decode it, so it never verifies; the
+# random part makes the invitation link's fingerprint unguessable and unique.
+UNUSABLE_PASSWORD_PREFIX = "!"  # noqa: S105 - a marker, not a password
+
 
 class Role(enum.StrEnum):
     ADMIN = "admin"
@@ -25,6 +30,11 @@ class User(Base):
     active: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
     created_at: Mapped[created_at]
     last_login_at: Mapped[dt.datetime | None]
+
+    @property
+    def has_usable_password(self) -> bool:
+        """False while an invitation is pending: no password has been chosen yet."""
+        return not self.password_hash.startswith(UNUSABLE_PASSWORD_PREFIX)
 
     # Flask-Login protocol
     @property
