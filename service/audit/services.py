@@ -8,7 +8,7 @@ from sqlalchemy.orm import Session
 from service.audit.models import AuditEntry
 
 
-def record(
+def record(  # noqa: PLR0917 - who, what, on which object, details: one call shape everywhere
     session: Session,
     actor_id: int | None,
     action: str,

@@ -27,6 +27,7 @@ from emails.blocks import REGISTRY, BlockValidationError, get_kind, to_formdata
 from emails.checks import Finding
 from service.accounts.models import Role, User
 from service.accounts.permissions import ALL_STAFF, roles_required
+from service.assets import services as assets
 from service.audience.models import Segment
 from service.audit.models import AuditEntry
 from service.audit.services import history
@@ -286,15 +287,13 @@ def edit_block(issue_id: int, block_id: int) -> ResponseReturnValue:
 
 def _uploaded(formdata: MultiDict[str, str]) -> MultiDict[str, str]:
     """Files chosen in the block form become stored assets whose URLs fill the fields."""
-    from service.assets import services as assets  # noqa: PLC0415 - optional until assets land
-
     config = current_app.extensions["lettrine_config"]
     data = formdata.copy()
     for name, storage in request.files.items(multi=True):
         if not storage or not storage.filename:
             continue
         prefix = name.removesuffix("file")
-        kind = "image" if prefix == "image-" else "document"
+        kind: assets.Kind = "image" if prefix == "image-" else "document"
         asset = assets.store_upload(Session(), storage, kind=kind, user_id=_user().id)
         data.setlist(f"{prefix}url", [assets.public_url(config, asset)])
         data.setlist(f"{prefix}size", [str(asset.size)])
@@ -313,7 +312,7 @@ def _block_editor(issue: Issue, kind: str, block: Block | None) -> ResponseRetur
     selected = set(_segment_ids())
     try:
         formdata = _uploaded(request.form)
-    except ValueError as error:  # an UploadError: keep everything typed so far
+    except assets.UploadError as error:  # keep everything typed so far
         form = block_form(kind, request.form)
         form.validate()
         add_empty_rows(form)
@@ -381,9 +380,7 @@ def _image_url_error(formdata: MultiDict[str, str]) -> str | None:
     url = (formdata.get("image-url") or "").strip()
     if not url or url.startswith(current_app.extensions["lettrine_config"].base_url + "/"):
         return None
-    from service.assets.services import is_public_http_url  # noqa: PLC0415
-
-    return is_public_http_url(url)
+    return assets.is_public_http_url(url)
 
 
 @bp.route("/<int:issue_id>/blocs/<int:block_id>/deplacer", methods=["POST"])
