@@ -88,7 +88,7 @@ class AgendaForm(Form):  # type: ignore[misc]
         default="Agenda",
         validators=[DataRequired("Donnez un titre au bloc."), Length(max=200)],
     )
-    events = FieldList(FormField(EventForm), min_entries=1)
+    events = FieldList(FormField(EventForm), label="Événement", min_entries=1)
 
     def validate(self, extra_validators: Any = None) -> bool:
         ok = bool(super().validate(extra_validators))

@@ -34,8 +34,8 @@ class NewsForm(Form):  # type: ignore[misc]
         ],
     )
     html = TextAreaField("Texte", validators=[DataRequired("Le texte de l'actualité est vide.")])
-    image = FormField(ImageForm)
-    link = FormField(LinkForm)
+    image = FormField(ImageForm, label="Image (facultative)")
+    link = FormField(LinkForm, label="Lien (facultatif)")
 
     def validate(self, extra_validators: Any = None) -> bool:
         ok = bool(super().validate(extra_validators))

@@ -46,7 +46,7 @@ class ResourcesForm(Form):  # type: ignore[misc]
         default="Ressources",
         validators=[DataRequired("Donnez un titre au bloc."), Length(max=200)],
     )
-    items = FieldList(FormField(ResourceForm), min_entries=1)
+    items = FieldList(FormField(ResourceForm), label="Ressource", min_entries=1)
 
     def validate(self, extra_validators: Any = None) -> bool:
         ok = bool(super().validate(extra_validators))
