@@ -7,7 +7,7 @@ from email.message import EmailMessage
 from urllib.parse import urlsplit
 
 from itsdangerous import URLSafeSerializer
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, object_session
 
 from emails import (
     BlockData,
@@ -22,6 +22,8 @@ from emails import (
 )
 from emails.checks import Finding, run_checks
 from emails.dkim import DkimSigner
+from service.assets.models import Asset
+from service.assets.services import public_url
 from service.config import Config, ConfigError
 from service.db import utcnow
 from service.issues.models import Issue
@@ -29,8 +31,14 @@ from service.issues.models import Issue
 CALENDAR_SALT = "lettrine.calendar"
 
 
-def issue_data(issue: Issue, *, reason: str = "") -> IssueData:
+def issue_data(issue: Issue, *, reason: str = "", config: Config | None = None) -> IssueData:
+    """Plain data for ``emails``; ``config`` gives public URLs (the logo) when known."""
     newsletter = issue.newsletter
+    logo_url = None
+    session = object_session(issue)
+    if config is not None and newsletter.logo_asset_id and session is not None:
+        logo = session.get(Asset, newsletter.logo_asset_id)
+        logo_url = public_url(config, logo) if logo is not None else None
     return IssueData(
         id=issue.id,
         number=issue.number,
@@ -52,6 +60,7 @@ def issue_data(issue: Issue, *, reason: str = "") -> IssueData:
             legal_footer=newsletter.legal_footer,
             postal_address=newsletter.postal_address,
             main_color=newsletter.main_color,
+            logo_url=logo_url,
             website_url=newsletter.website_url,
             tracking_mode=newsletter.tracking_mode.value,
         ),
@@ -110,7 +119,7 @@ def presend_checks(
     issue: Issue, config: Config, send_at: dt.datetime | None = None
 ) -> list[Finding]:
     """Render the fullest variant (every block) and check it as it would be sent."""
-    data = issue_data(issue)
+    data = issue_data(issue, config=config)
     send_at = send_at or issue.scheduled_at or utcnow()
     variant = compile_variant(data, None)
     settings = render_settings(config, issue.id)

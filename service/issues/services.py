@@ -304,7 +304,7 @@ def send_test(
 ) -> list[str]:
     """Use case: the real rendering, without tracking, subject prefixed « [TEST] »."""
     addresses = parse_test_addresses(raw_addresses)
-    data = issue_data(issue)
+    data = issue_data(issue, config=config)
     data = replace(data, subject=f"[TEST] {data.subject}")
     settings = render_settings(config, issue.id)
     variant = compile_variant(data, [segment_slug] if segment_slug else None)

@@ -290,11 +290,14 @@ def _uploaded(formdata: MultiDict[str, str]) -> MultiDict[str, str]:
     config = current_app.extensions["lettrine_config"]
     data = formdata.copy()
     for name, storage in request.files.items(multi=True):
-        if not storage or not storage.filename:
-            continue
-        prefix = name.removesuffix("file")
-        kind: assets.Kind = "image" if prefix == "image-" else "document"
-        asset = assets.store_upload(Session(), storage, kind=kind, user_id=_user().id)
+        try:
+            if not storage or not storage.filename:
+                continue
+            prefix = name.removesuffix("file")
+            kind: assets.Kind = "image" if prefix == "image-" else "document"
+            asset = assets.store_upload(Session(), storage, kind=kind, user_id=_user().id)
+        finally:
+            storage.close()  # spooled to a temporary file for large uploads
         data.setlist(f"{prefix}url", [assets.public_url(config, asset)])
         data.setlist(f"{prefix}size", [str(asset.size)])
         if kind == "document":
@@ -479,7 +482,7 @@ def preview(issue_id: int) -> ResponseReturnValue:
     issue = _issue(issue_id)
     config = current_app.extensions["lettrine_config"]
     segment = request.args.get("segment") or None
-    data = issue_data(issue)
+    data = issue_data(issue, config=config)
     try:
         variant = compile_variant(data, [segment] if segment else None)
     except (RenderError, BlockValidationError) as error:
