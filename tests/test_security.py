@@ -6,13 +6,14 @@ from pathlib import Path
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from service.accounts.models import Role
 from service.accounts.permissions import PUBLIC
 from service.config import load_config
 from tests.factories import UserFactory
-from tests.helpers import login
+from tests.helpers import csrf_token, login
 
 # Routes reachable without logging in, on purpose.
 EXPECTED_PUBLIC = {
@@ -101,3 +102,60 @@ def test_secure_cookies_setting(tmp_path: Path) -> None:
     settings = config.flask_settings()
     assert settings["SESSION_COOKIE_SECURE"] is True
     assert settings["REMEMBER_COOKIE_SECURE"] is True
+
+
+def _url_values(db_session: Session) -> dict[str, str]:
+    """A real object for every kind of URL parameter."""
+    from service.assets.models import Asset  # noqa: PLC0415 - only this walk needs them
+    from service.demo.services import load_demo  # noqa: PLC0415
+    from service.issues.models import Issue  # noqa: PLC0415
+    from service.outbox.services import store_message  # noqa: PLC0415
+
+    load_demo(db_session)
+    db_session.commit()
+    issue = db_session.scalars(select(Issue)).one()
+    message_id = store_message(db_session, "a@b.fr", ["c@d.fr"], b"Subject: x\r\n\r\nx\r\n")
+    asset = Asset(sha256="0" * 64, filename="plan.pdf", content_type="application/pdf", size=3)
+    db_session.add(asset)
+    db_session.commit()
+    return {
+        "issue_id": str(issue.id),
+        "block_id": str(issue.blocks[0].id),
+        "kind": "news",
+        "message_id": str(message_id),
+        "newsletter_id": str(issue.newsletter_id),
+        "asset_id": str(asset.id),
+        "filename": asset.filename,
+        "token": "x",
+        "code": "fr",
+    }
+
+
+@pytest.mark.parametrize("role", list(Role))
+def test_role_matrix_on_every_route_and_method(
+    app: Flask, client: FlaskClient, db_session: Session, role: Role
+) -> None:
+    """Every route, every method, as each role: refused with 403 when the role is not
+    allowed (before anything happens); allowed GETs open."""
+    values = _url_values(db_session)
+    endpoints = _endpoints(app)
+    UserFactory(email=f"{role.value}@agence.example.org", role=role)
+    login(client, f"{role.value}@agence.example.org")
+    token = csrf_token(client, "/")
+    checked = 0
+    for rule in app.url_map.iter_rules():
+        if rule.endpoint == "static" or endpoints[rule.endpoint] == PUBLIC:
+            continue
+        url = re.sub(r"<(?:\w+:)?(\w+)>", lambda m: values[m.group(1)], rule.rule)
+        allowed = role in endpoints[rule.endpoint]
+        for method in sorted((rule.methods or set()) & {"GET", "POST"}):
+            if allowed and method == "POST":
+                continue  # allowed actions are exercised by their own tests
+            response = client.open(url, method=method, data={"csrf_token": token})
+            if allowed:
+                assert response.status_code not in {401, 403}, f"{role} {method} {url}"
+                assert response.status_code < 500, f"{role} {method} {url}"
+            else:
+                assert response.status_code == 403, f"{role} {method} {url}: {response.status_code}"
+            checked += 1
+    assert checked >= 15
