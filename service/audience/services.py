@@ -65,17 +65,13 @@ def suppress(
 
 def _reason(value: str) -> str:
     """Why an address is refused, in words a person can act on."""
-    if "@" not in value:
-        return "il manque le @"
-    if value.count("@") > 1:
-        return "elle contient plusieurs @"
-    if any(c.isspace() for c in value):
-        return "elle contient un espace"
     local, _, domain = value.partition("@")
-    if not local:
-        return "rien avant le @"
-    if "." not in domain:
-        return "le nom de domaine est incomplet"
-    if not local.isascii():
-        return "caractères accentués avant le @"
-    return "forme non reconnue"
+    checks = (
+        ("@" not in value, "il manque le @"),
+        (value.count("@") > 1, "elle contient plusieurs @"),
+        (any(c.isspace() for c in value), "elle contient un espace"),
+        (not local, "rien avant le @"),
+        ("." not in domain, "le nom de domaine est incomplet"),
+        (not local.isascii(), "caractères accentués avant le @"),
+    )
+    return next((reason for failed, reason in checks if failed), "forme non reconnue")
