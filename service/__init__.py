@@ -12,6 +12,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 import service.models  # noqa: F401 - every model registered before the first query
 from service.accounts.views import bp as accounts_bp
 from service.assets.views import bp as assets_bp
+from service.audience.views import bp as audience_bp
 from service.config import Config, load_config
 from service.dashboard.views import bp as dashboard_bp
 from service.db import Session, bind_session, make_engine
@@ -36,6 +37,7 @@ CONTENT_SECURITY_POLICY = (
 # exist yet are skipped, so a domain package adds itself by registering the view.
 NAV_ITEMS = (
     ("issues.index", _l("Numéros"), ("admin", "publisher", "editor", "analyst")),
+    ("audience.index", _l("Abonnés"), ("admin", "publisher", "editor")),
     ("newsletters.index", _l("Lettres"), ("admin",)),
     ("accounts.users", _l("Utilisateurs"), ("admin",)),
 )
@@ -92,6 +94,7 @@ def _register_blueprints(app: Flask) -> None:
     app.register_blueprint(issues_bp)
     app.register_blueprint(newsletters_bp)
     app.register_blueprint(assets_bp)
+    app.register_blueprint(audience_bp)
 
 
 def _security_headers(app: Flask) -> None:

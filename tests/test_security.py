@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 
 from service.accounts.models import Role
 from service.accounts.permissions import PUBLIC
+from service.audience.models import Segment, Subscriber
 from service.config import load_config
 from tests.factories import UserFactory
 from tests.helpers import csrf_token, login
@@ -127,6 +128,8 @@ def _url_values(db_session: Session) -> dict[str, str]:
         "asset_id": str(asset.id),
         "filename": asset.filename,
         "token": "x",
+        "subscriber_id": str(db_session.scalars(select(Subscriber.id)).first()),
+        "segment_id": str(db_session.scalars(select(Segment.id)).first()),
         "code": "fr",
     }
 

@@ -2,6 +2,7 @@ import socket
 
 from celery import shared_task
 
+from service.audience.gdpr import purge_expired
 from service.db import Session
 from service.system.services import record_heartbeat
 
@@ -10,3 +11,9 @@ from service.system.services import record_heartbeat
 def heartbeat(name: str | None = None) -> None:
     """Record that a worker is alive (beat sends it every 30 s)."""
     record_heartbeat(Session(), name or socket.gethostname())
+
+
+@shared_task(name="lettrine.audience.retention")
+def retention() -> None:
+    """Daily: purge unconfirmed sign-ups and expired per-recipient tracking data."""
+    purge_expired(Session())

@@ -1,0 +1,165 @@
+"""GDPR: everything we hold on one subscriber, erasure, and retention.
+
+Erasure removes the personal data everywhere and keeps only the suppression
+HMAC (so the address is never mailed or imported again) and anonymous
+statistics (deliveries and events lose their link to the person).
+"""
+
+import datetime as dt
+from typing import Any
+
+from sqlalchemy import JSON, String, Text, cast, delete, func, select, update
+from sqlalchemy.orm import Session
+
+from service.accounts.models import User
+from service.audience.models import Subscriber, SubscriberStatus, SuppressionReason
+from service.audience.services import suppress
+from service.audit.services import record
+from service.db import Base, utcnow
+from service.delivery.models import Delivery
+from service.issues.models import Issue
+from service.newsletters.models import Newsletter
+from service.outbox.models import OutboxMessage
+from service.tracking.models import Event
+
+ERASED = "[effacé]"
+PENDING_RETENTION = dt.timedelta(days=30)
+# Staff accounts are not subscriber data (a colleague may share the address).
+KEEP_TABLES = frozenset({"users", "suppressions"})
+
+
+def _iso(value: Any) -> Any:
+    return value.isoformat() if isinstance(value, dt.datetime) else value
+
+
+def export_subscriber(session: Session, subscriber: Subscriber) -> dict[str, Any]:
+    """Everything tied to the person, as JSON-ready data (right of access, art. 15)."""
+    fields = {}
+    for column in Subscriber.__table__.columns:
+        value = _iso(getattr(subscriber, column.key))
+        fields[column.key] = value.value if hasattr(value, "value") else value
+    deliveries = session.execute(
+        select(Delivery, Issue.title)
+        .join(Issue, Issue.id == Delivery.issue_id)
+        .where(Delivery.subscriber_id == subscriber.id)
+        .order_by(Delivery.id)
+    ).all()
+    delivery_ids = [d.id for d, _title in deliveries]
+    events: list[Event] = (
+        list(
+            session.scalars(
+                select(Event).where(Event.delivery_id.in_(delivery_ids)).order_by(Event.id)
+            )
+        )
+        if delivery_ids
+        else []
+    )
+    return {
+        "subscriber": fields,
+        "memberships": [
+            {
+                "segment": m.segment.name,
+                "status": m.status.value,
+                "created_at": _iso(m.created_at),
+                "confirmed_at": _iso(m.confirmed_at),
+                "unsubscribed_at": _iso(m.unsubscribed_at),
+            }
+            for m in subscriber.memberships
+        ],
+        "deliveries": [
+            {"issue": title, "status": d.status.value, "sent_at": _iso(d.sent_at)}
+            for d, title in deliveries
+        ],
+        "events": [
+            {"kind": e.kind.value, "occurred_at": _iso(e.occurred_at), "machine": e.is_machine}
+            for e in events
+        ],
+    }
+
+
+def erase_subscriber(
+    session: Session, secret: str, subscriber: Subscriber, user: User | None
+) -> None:
+    """Use case: right to erasure (art. 17). Commits."""
+    address = subscriber.email
+    subscriber_id = subscriber.id
+    suppress(session, secret, address, SuppressionReason.ERASED)
+    # Statistics stay; the link to the person goes.
+    delivery_ids = select(Delivery.id).where(Delivery.subscriber_id == subscriber_id)
+    session.execute(
+        update(Event)
+        .where(Event.delivery_id.in_(delivery_ids))
+        .values(ip_truncated=None, user_agent_family=None)
+    )
+    session.execute(
+        update(Delivery)
+        .where(Delivery.subscriber_id == subscriber_id)
+        .values(subscriber_id=None, last_reply=None)
+    )
+    session.delete(subscriber)
+    session.flush()
+    _scrub_everywhere(session, address)
+    record(session, user.id if user else None, "subscriber.erased", "subscriber", subscriber_id)
+    session.commit()
+
+
+def _scrub_everywhere(session: Session, address: str) -> None:
+    """Replace the address wherever it may have been copied (audit details, reports…).
+
+    Generic on purpose: a table added later is covered without anyone remembering it.
+    """
+    pattern = f"%{address}%"
+    for table in Base.metadata.sorted_tables:
+        if table.name in KEEP_TABLES:
+            continue
+        for column in table.columns:
+            if isinstance(column.type, String | Text) and not column.primary_key:
+                session.execute(
+                    update(table)
+                    .where(column.ilike(pattern))
+                    .values({column.name: func.replace(column, address, ERASED)})
+                )
+            elif isinstance(column.type, JSON):
+                as_text = cast(column, Text)
+                session.execute(
+                    update(table)
+                    .where(as_text.ilike(pattern))
+                    .values(
+                        {column.name: cast(func.replace(as_text, address, ERASED), column.type)}
+                    )
+                )
+    # Raw messages of the dev outbox: drop those sent to the person.
+    session.execute(delete(OutboxMessage).where(OutboxMessage.raw.contains(address.encode())))
+
+
+def purge_expired(session: Session, now: dt.datetime | None = None) -> dict[str, int]:
+    """Use case (daily): unconfirmed sign-ups after 30 days; per-recipient tracking
+    data after each newsletter's retention period. Commits."""
+    now = now or utcnow()
+    stale = session.execute(
+        delete(Subscriber).where(
+            Subscriber.status == SubscriberStatus.PENDING,
+            Subscriber.created_at < now - PENDING_RETENTION,
+        )
+    )
+    anonymised = 0
+    for newsletter in session.scalars(select(Newsletter)):
+        cutoff = now - dt.timedelta(days=newsletter.tracking_retention_days)
+        issue_ids = select(Issue.id).where(Issue.newsletter_id == newsletter.id)
+        result = session.execute(
+            update(Event)
+            .where(
+                Event.issue_id.in_(issue_ids),
+                Event.occurred_at < cutoff,
+                Event.delivery_id.is_not(None),
+            )
+            .values(delivery_id=None, ip_truncated=None, user_agent_family=None)
+        )
+        anonymised += getattr(result, "rowcount", 0) or 0
+    counts = {
+        "pending_removed": getattr(stale, "rowcount", 0) or 0,
+        "events_anonymised": anonymised,
+    }
+    record(session, None, "retention.purged", details=counts)
+    session.commit()
+    return counts
