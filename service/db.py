@@ -115,10 +115,17 @@ def enum_column(enum_cls: type[enum.StrEnum], name: str, length: int = 20) -> En
 Session = scoped_session(sessionmaker(expire_on_commit=False))
 
 
+def _unicode_lower(value: str | None) -> str | None:
+    return value.lower() if isinstance(value, str) else value
+
+
 def _sqlite_pragmas(dbapi_connection: Any, _record: ConnectionPoolEntry) -> None:
     # pysqlite's own transaction handling breaks SAVEPOINT and rollbacks: turn it
     # off and let SQLAlchemy emit BEGIN itself (the SQLAlchemy-documented recipe).
     dbapi_connection.isolation_level = None
+    # SQLite's lower() only knows ASCII: « Élu » would not match « élu ». Python's does
+    # Unicode, like PostgreSQL; ILIKE compiles to lower() on SQLite, so it is fixed too.
+    dbapi_connection.create_function("lower", 1, _unicode_lower, deterministic=True)
     # WAL lets the web app read while a worker writes; the busy timeout makes
     # concurrent writers wait instead of failing at once.
     cursor = dbapi_connection.cursor()

@@ -8,7 +8,7 @@ statistics (deliveries and events lose their link to the person).
 import datetime as dt
 from typing import Any
 
-from sqlalchemy import JSON, String, Text, cast, delete, func, select, update
+from sqlalchemy import JSON, Enum, String, Text, cast, delete, func, select, update
 from sqlalchemy.orm import Session
 
 from service.accounts.models import User
@@ -113,7 +113,9 @@ def _scrub_everywhere(session: Session, address: str) -> None:
         if table.name in KEEP_TABLES:
             continue
         for column in table.columns:
-            if isinstance(column.type, String | Text) and not column.primary_key:
+            if isinstance(column.type, Enum) or column.primary_key:
+                continue
+            if isinstance(column.type, String | Text):
                 session.execute(
                     update(table)
                     .where(column.ilike(pattern))
@@ -128,8 +130,15 @@ def _scrub_everywhere(session: Session, address: str) -> None:
                         {column.name: cast(func.replace(as_text, address, ERASED), column.type)}
                     )
                 )
-    # Raw messages of the dev outbox: drop those sent to the person.
-    session.execute(delete(OutboxMessage).where(OutboxMessage.raw.contains(address.encode())))
+    # Raw messages of the dev outbox (embedded mode only, small): drop those naming the person.
+    needle = address.encode()
+    doomed = [
+        message_id
+        for message_id, raw in session.execute(select(OutboxMessage.id, OutboxMessage.raw))
+        if needle in raw.lower()
+    ]
+    if doomed:
+        session.execute(delete(OutboxMessage).where(OutboxMessage.id.in_(doomed)))
 
 
 def purge_expired(session: Session, now: dt.datetime | None = None) -> dict[str, int]:
