@@ -130,3 +130,47 @@ class Suppression(Base):
     )
     note: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[created_at]
+
+
+class ImportStatus(enum.StrEnum):
+    UPLOADED = "uploaded"  # file read and stored; columns to map, options to choose
+    CHECKING = "checking"  # dry run queued or running
+    CHECKED = "checked"  # dry run done: report ready, nothing written
+    IMPORTING = "importing"  # import queued or running
+    DONE = "done"
+    FAILED = "failed"  # unreadable file, or all-or-nothing refused: nothing written
+
+
+class Import(Base):
+    """One subscriber file, from upload to report: the row the progress page polls.
+
+    The file and the per-line report live under ``{instance}/imports/{id}/`` (the
+    same shared volume as media); the declared consent basis is kept here, so
+    ``Subscriber.consent_source = "import:{id}"`` leads back to who declared what.
+    """
+
+    __tablename__ = "imports"
+
+    id: Mapped[intpk]
+    created_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    filename: Mapped[str] = mapped_column(String(255))
+    file_format: Mapped[str] = mapped_column(String(10))  # csv | xlsx | ods
+    encoding: Mapped[str | None] = mapped_column(String(20))
+    delimiter: Mapped[str | None] = mapped_column(String(1))
+    headers: Mapped[list[Any]] = mapped_column(default=list)
+    # Column index (as a string) → field name, "attribute" or "ignore".
+    mapping: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    # segment_ids, existing ("update" | "skip"), consent_basis, all_or_nothing.
+    options: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    status: Mapped[ImportStatus] = mapped_column(
+        enum_column(ImportStatus, "import_status"), default=ImportStatus.UPLOADED, index=True
+    )
+    total_rows: Mapped[int] = mapped_column(default=0)
+    processed_rows: Mapped[int] = mapped_column(default=0)
+    # Outcome → number of lines, for the phase in progress (dry run, then import).
+    counts: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    dry_run_counts: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[created_at]
+    started_at: Mapped[dt.datetime | None]
+    finished_at: Mapped[dt.datetime | None]
