@@ -21,6 +21,7 @@ from service.audience.models import (
     SubscriberStatus,
 )
 from service.db import Session
+from service.delivery.models import Delivery, DeliveryStatus
 from service.issues.models import Block, Issue, IssueStatus
 from service.newsletters.models import Newsletter
 
@@ -110,3 +111,15 @@ class MembershipFactory(BaseFactory):
     subscriber = factory.SubFactory(SubscriberFactory)
     segment = factory.SubFactory(SegmentFactory)
     status = MembershipStatus.ACTIVE
+
+
+class DeliveryFactory(BaseFactory):
+    class Meta:
+        model = Delivery
+        exclude = ("issue", "subscriber")
+
+    issue = factory.SubFactory(IssueFactory)
+    subscriber = factory.SubFactory(SubscriberFactory)
+    issue_id = factory.SelfAttribute("issue.id")
+    subscriber_id = factory.SelfAttribute("subscriber.id")
+    status = DeliveryStatus.SENT

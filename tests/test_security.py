@@ -24,6 +24,11 @@ EXPECTED_PUBLIC = {
     "accounts.set_password",
     "assets.serve",
     "public.event_ics",
+    "public.stylesheet",
+    "public.subscribe",
+    "public.confirm",
+    "public.preferences",
+    "public.unsubscribe",
 }
 
 
