@@ -12,6 +12,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 import service.models  # noqa: F401 - every model registered before the first query
 from service.accounts.views import bp as accounts_bp
 from service.assets.views import bp as assets_bp
+from service.audience.import_views import bp as imports_bp
 from service.audience.views import bp as audience_bp
 from service.config import Config, load_config
 from service.dashboard.views import bp as dashboard_bp
@@ -95,6 +96,7 @@ def _register_blueprints(app: Flask) -> None:
     app.register_blueprint(newsletters_bp)
     app.register_blueprint(assets_bp)
     app.register_blueprint(audience_bp)
+    app.register_blueprint(imports_bp)
 
 
 def _security_headers(app: Flask) -> None:

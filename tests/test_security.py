@@ -123,6 +123,10 @@ def _url_values(db_session: Session) -> dict[str, str]:
     message_id = store_message(db_session, "a@b.fr", ["c@d.fr"], b"Subject: x\r\n\r\nx\r\n")
     asset = Asset(sha256="0" * 64, filename="plan.pdf", content_type="application/pdf", size=3)
     db_session.add(asset)
+    from service.audience.models import Import  # noqa: PLC0415 - appended for the import pages
+
+    imported = Import(filename="abonnes.csv", file_format="csv", headers=["Courriel"], total_rows=1)
+    db_session.add(imported)
     db_session.commit()
     return {
         "issue_id": str(issue.id),
@@ -136,6 +140,7 @@ def _url_values(db_session: Session) -> dict[str, str]:
         "subscriber_id": str(db_session.scalars(select(Subscriber.id)).first()),
         "segment_id": str(db_session.scalars(select(Segment.id)).first()),
         "code": "fr",
+        "import_id": str(imported.id),
     }
 
 
