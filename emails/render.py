@@ -106,8 +106,17 @@ def resolve(link: IssueLink, settings: RenderSettings) -> str:
     return link.url
 
 
-def visible_blocks(issue: IssueData, segments: Collection[str] | None) -> list[BlockData]:
-    """Blocks shown to a reader of ``segments`` (None: a preview showing everything)."""
+def visible_blocks(
+    issue: IssueData, segments: Collection[str] | None, restricted: Collection[int] | None = None
+) -> list[BlockData]:
+    """Blocks shown to a reader of ``segments`` (None: a preview showing everything).
+
+    ``restricted``, when given, names the segment-limited blocks to show instead
+    (the variant recorded for a delivery at snapshot time).
+    """
+    if restricted is not None:
+        shown = set(restricted)
+        return [b for b in issue.blocks if not b.segments or b.id in shown]
     if segments is None:
         return list(issue.blocks)
     wanted = set(segments)
@@ -120,11 +129,13 @@ def variant_key(issue: IssueData, segments: Collection[str] | None) -> str:
     return ",".join(restricted) if restricted else "all"
 
 
-def compile_variant(issue: IssueData, segments: Collection[str] | None) -> CompiledVariant:
+def compile_variant(
+    issue: IssueData, segments: Collection[str] | None, restricted: Collection[int] | None = None
+) -> CompiledVariant:
     nonce = "x" + secrets.token_hex(6)
     links = collect_links(issue)
     by_key = {(link.block_id, link.url): link for link in links}
-    blocks = visible_blocks(issue, segments)
+    blocks = visible_blocks(issue, segments, restricted)
 
     def marker(kind: str, arg: int | str = "") -> str:
         return f"{nonce}{kind}{arg}Z"

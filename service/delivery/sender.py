@@ -4,6 +4,7 @@ In embedded mode the SMTP server is the dev outbox (127.0.0.1:1025); in producti
 it is the relay. One connection is opened per ``SmtpSender`` and reused.
 """
 
+import re
 import smtplib
 import ssl
 from collections.abc import Sequence
@@ -13,6 +14,8 @@ from typing import Protocol, Self
 
 from service.config import Config
 
+_DOT_STUFF = re.compile(rb"\r\n\.")
+
 
 class SendError(Exception):
     """The message was not accepted. ``permanent``: a 5xx, retrying will not help."""
@@ -21,6 +24,16 @@ class SendError(Exception):
         super().__init__(message)
         self.code = code
         self.permanent = permanent
+
+
+class UnknownOutcomeError(SendError):
+    """The connection was lost after the final ".": the message may have been accepted.
+
+    Never retried automatically (a retry could deliver it twice); an operator decides.
+    """
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, permanent=True)
 
 
 @dataclass(frozen=True)
@@ -55,34 +68,59 @@ class SmtpSender:
     def _connection(self) -> smtplib.SMTP:
         if self._smtp is None:
             smtp = smtplib.SMTP(self.config.smtp_host, self.config.smtp_port, timeout=self.timeout)
+            smtp.ehlo_or_helo_if_needed()
             if self.config.smtp_starttls:
                 smtp.starttls(context=ssl.create_default_context())
+                smtp.ehlo()
             if self.config.smtp_username:
                 smtp.login(self.config.smtp_username, self.config.smtp_password or "")
             self._smtp = smtp
         return self._smtp
 
     def send(self, envelope_from: str, recipients: Sequence[str], message: bytes) -> Accepted:
+        """MAIL, RCPT, DATA by hand, to know whether a failure came before or after the "."."""
         try:
             smtp = self._connection()
-            refused = smtp.sendmail(envelope_from, list(recipients), message)
-        except smtplib.SMTPRecipientsRefused as error:
-            code, reply = next(iter(error.recipients.values()))
-            raise SendError(_text(reply), code=code, permanent=code >= 500) from None
-        except smtplib.SMTPResponseException as error:
-            self._reset()
-            raise SendError(
-                _text(error.smtp_error), code=error.smtp_code, permanent=error.smtp_code >= 500
-            ) from None
+            code, reply = smtp.mail(envelope_from)
+            if code != 250:
+                self._rset(smtp)
+                raise SendError(_text(reply), code=code, permanent=code >= 500)
+            for recipient in recipients:
+                code, reply = smtp.rcpt(recipient)
+                if code not in {250, 251}:
+                    self._rset(smtp)
+                    raise SendError(_text(reply), code=code, permanent=code >= 500)
+            code, reply = smtp.docmd("DATA")
+            if code != 354:
+                self._rset(smtp)
+                raise SendError(_text(reply), code=code, permanent=code >= 500)
         except (OSError, smtplib.SMTPException) as error:
             self._reset()
             raise SendError(
                 f"SMTP {self.config.smtp_host}:{self.config.smtp_port}: {error}", permanent=False
             ) from None
-        if refused:
-            code, reply = next(iter(refused.values()))
+        try:
+            payload = _DOT_STUFF.sub(b"\r\n..", message)
+            if payload.startswith(b"."):
+                payload = b"." + payload
+            if not payload.endswith(b"\r\n"):
+                payload += b"\r\n"
+            smtp.send(payload + b".\r\n")
+            code, reply = smtp.getreply()
+        except (OSError, smtplib.SMTPException) as error:
+            self._reset()
+            message_lost = f"connexion perdue après l'envoi du message : {error}"
+            raise UnknownOutcomeError(message_lost) from None
+        if code != 250:
             raise SendError(_text(reply), code=code, permanent=code >= 500)
-        return Accepted(250, "OK")
+        return Accepted(code, _text(reply))
+
+    @staticmethod
+    def _rset(smtp: smtplib.SMTP) -> None:
+        try:
+            smtp.rset()
+        except (OSError, smtplib.SMTPException):
+            smtp.close()
 
     def _reset(self) -> None:
         if self._smtp is not None:
