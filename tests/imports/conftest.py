@@ -21,7 +21,9 @@ def config(app: Flask) -> Config:
 
 
 @pytest.fixture
-def make_import(db_session: Session, config: Config, tmp_path: Path) -> MakeImport:
+def make_import(
+    db_session: Session, config: Config, tmp_path: Path, app_context: None
+) -> MakeImport:
     """Upload ``data``, choose the options, and run the dry run as the worker would."""
     counter = iter(range(1000))
 
@@ -55,8 +57,11 @@ def report_lines(config: Config, record: Import) -> list[list[str]]:
         return list(csv.reader(handle, delimiter=";"))[1:]
 
 
-@pytest.fixture(autouse=True)
-def _app_context(app: Flask) -> Iterator[None]:
-    """Use cases enqueue tasks after commit, which needs the app (as in a request)."""
+@pytest.fixture
+def app_context(app: Flask) -> Iterator[None]:
+    """Use cases enqueue tasks after commit, which needs the app (as in a request).
+
+    Not for tests that make requests: they would share this context's ``g``.
+    """
     with app.app_context():
         yield
