@@ -34,6 +34,7 @@ def celery_settings(config: Config) -> dict[str, Any]:
         "beat_schedule": {
             "heartbeat": {"task": "lettrine.system.heartbeat", "schedule": 30.0},
             "retention": {"task": "lettrine.audience.retention", "schedule": 6 * 3600.0},
+            "sweep": {"task": "lettrine.delivery.sweep", "schedule": 30.0},
         },
     }
     if config.broker_folder is not None:

@@ -6,6 +6,8 @@ from flask import current_app
 from service.audience.gdpr import purge_expired
 from service.audience.imports import run as run_subscriber_import
 from service.db import Session
+from service.delivery import services as delivery
+from service.delivery.sender import SmtpSender, make_sender
 from service.system.services import record_heartbeat
 
 
@@ -25,3 +27,29 @@ def retention() -> None:
 def run_import(import_id: int) -> None:
     """Run the dry run or the subscriber import that ``import_id`` waits for (idempotent)."""
     run_subscriber_import(Session(), current_app.extensions["lettrine_config"], import_id)
+
+
+# One SMTP connection per worker process, reused from batch to batch.
+_SENDER: SmtpSender | None = None
+
+
+def _sender() -> SmtpSender:
+    global _SENDER  # noqa: PLW0603 - per-process connection, on purpose
+    if _SENDER is None:
+        _SENDER = make_sender(current_app.extensions["lettrine_config"])
+    return _SENDER
+
+
+@shared_task(name="lettrine.delivery.send_batch")
+def send_batch(issue_id: int) -> None:
+    """Send one leased batch of an issue, then hand the rest to the next task."""
+    config = current_app.extensions["lettrine_config"]
+    result = delivery.send_batch(Session(), issue_id, config, _sender())
+    if result.more:
+        current_app.extensions["celery"].send_task("lettrine.delivery.send_batch", args=[issue_id])
+
+
+@shared_task(name="lettrine.delivery.sweep")
+def sweep() -> None:
+    """Every 30 s: expired leases, lost tasks, finished and due issues."""
+    delivery.sweep(Session())

@@ -81,7 +81,14 @@ class SmtpSender:
         """MAIL, RCPT, DATA by hand, to know whether a failure came before or after the "."."""
         try:
             smtp = self._connection()
-            code, reply = smtp.mail(envelope_from)
+            try:
+                code, reply = smtp.mail(envelope_from)
+            except smtplib.SMTPServerDisconnected:
+                # A reused connection the server closed while idle: reconnect once
+                # (nothing of this message has been sent yet).
+                self._reset()
+                smtp = self._connection()
+                code, reply = smtp.mail(envelope_from)
             if code != 250:
                 self._rset(smtp)
                 raise SendError(_text(reply), code=code, permanent=code >= 500)

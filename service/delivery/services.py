@@ -1,0 +1,361 @@
+"""Sending an issue: start (snapshot), claim batches with a lease, send, record
+each outcome at once, sweep expired leases, finish. DESIGN.md §4.
+
+The database is the ledger: every message's outcome is committed before the
+next message leaves, so a killed worker duplicates at most the one message it
+was sending. Redis only carries "there is work for issue N".
+"""
+
+import datetime as dt
+import os
+import socket
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from sqlalchemy import func, select, text, update
+from sqlalchemy.orm import Session
+
+from emails import Personaliser, Recipient, build_template, compile_variant
+from service.accounts.models import User
+from service.audience.models import Subscriber, SubscriberStatus, Suppression, SuppressionReason
+from service.audience.services import address_hmac, suppress
+from service.audit.services import record
+from service.config import Config
+from service.db import utcnow
+from service.delivery.models import TERMINAL_DELIVERY_STATUSES, Delivery, DeliveryStatus
+from service.delivery.sender import Sender, SendError, UnknownOutcomeError
+from service.delivery.snapshot import parse_variant, snapshot
+from service.issues.models import Issue, IssueStatus
+from service.issues.rendering import dkim_signer, issue_data, render_settings
+from service.issues.states import transition
+
+BATCH = 200
+LEASE = dt.timedelta(minutes=5)
+DEADLINE = dt.timedelta(days=2)  # deferred messages give up after this
+STATUS_CHECK_EVERY = 0.5  # seconds: pause and cancel act within a second
+SEND_TASK = "lettrine.delivery.send_batch"
+PARALLEL_TASKS = 4
+HARD_BOUNCE_CODES = ("5.1.", "5.2.1")
+
+
+class DeliveryError(Exception):
+    """A sending use case refused; the message is French."""
+
+
+def worker_name() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def start_sending(
+    session: Session, issue: Issue, user: User, *, at: dt.datetime | None = None
+) -> int:
+    """Use case: approved → sending now (snapshot taken), or → scheduled for ``at``."""
+    if issue.status is not IssueStatus.APPROVED:
+        raise DeliveryError("Seul un numéro approuvé peut être envoyé ou programmé.")
+    if not issue.segments:
+        raise DeliveryError("Choisissez au moins un segment destinataire.")
+    if at is not None and at > utcnow():
+        transition(issue, IssueStatus.SCHEDULED)
+        issue.scheduled_at = at
+        record(session, user.id, "issue.scheduled", "issue", issue.id, {"at": at.isoformat()})
+        session.commit()
+        return 0
+    added = _begin(session, issue)
+    record(session, user.id, "issue.sending", "issue", issue.id, {"recipients": added})
+    session.commit()
+    return added
+
+
+def _begin(session: Session, issue: Issue) -> int:
+    transition(issue, IssueStatus.SENDING)
+    issue.send_started_at = issue.send_started_at or utcnow()
+    added = snapshot(session, issue)
+    _enqueue(session, issue.id, PARALLEL_TASKS)
+    return added
+
+
+def _enqueue(session: Session, issue_id: int, count: int) -> None:
+    from service.taskqueue import enqueue_after_commit  # noqa: PLC0415 - needs a Flask app
+
+    for _ in range(count):
+        enqueue_after_commit(session, SEND_TASK, issue_id)
+
+
+def start_due(session: Session) -> list[int]:
+    """Use case (beat): scheduled issues whose time has come start sending."""
+    due = list(
+        session.scalars(
+            select(Issue).where(
+                Issue.status == IssueStatus.SCHEDULED, Issue.scheduled_at <= utcnow()
+            )
+        )
+    )
+    for issue in due:
+        transition(issue, IssueStatus.APPROVED)
+        _begin(session, issue)
+        record(session, None, "issue.sending", "issue", issue.id, {"scheduled": True})
+    session.commit()
+    return [issue.id for issue in due]
+
+
+def set_paused(session: Session, issue: Issue, user: User, *, paused: bool) -> None:
+    transition(issue, IssueStatus.PAUSED if paused else IssueStatus.SENDING)
+    record(session, user.id, "issue.paused" if paused else "issue.resumed", "issue", issue.id)
+    if not paused:
+        _enqueue(session, issue.id, PARALLEL_TASKS)
+    session.commit()
+
+
+def cancel(session: Session, issue: Issue, user: User) -> int:
+    transition(issue, IssueStatus.CANCELLED)
+    result = session.execute(
+        update(Delivery)
+        .where(
+            Delivery.issue_id == issue.id,
+            Delivery.status.in_([DeliveryStatus.QUEUED, DeliveryStatus.DEFERRED]),
+        )
+        .values(status=DeliveryStatus.CANCELLED, updated_at=utcnow())
+    )
+    record(session, user.id, "issue.cancelled", "issue", issue.id)
+    session.commit()
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
+def claim(session: Session, issue_id: int, owner: str, size: int = BATCH) -> list[int]:
+    """Lease up to ``size`` deliveries that are due; other workers skip them. Commits."""
+    now = utcnow()
+    due = (
+        select(Delivery.id)
+        .where(
+            Delivery.issue_id == issue_id,
+            (Delivery.status == DeliveryStatus.QUEUED)
+            | ((Delivery.status == DeliveryStatus.DEFERRED) & (Delivery.next_attempt_at <= now)),
+        )
+        .order_by(Delivery.id)
+        .limit(size)
+    )
+    if session.get_bind().dialect.name == "postgresql":
+        due = due.with_for_update(skip_locked=True)
+    ids = list(session.scalars(due))
+    if ids:
+        session.execute(
+            update(Delivery)
+            .where(Delivery.id.in_(ids))
+            .values(status=DeliveryStatus.LEASED, lease_expires_at=now + LEASE, leased_by=owner)
+        )
+    session.commit()
+    return ids
+
+
+@dataclass
+class BatchResult:
+    sent: int = 0
+    deferred: int = 0
+    failed: int = 0
+    unknown: int = 0
+    stopped: bool = False
+    more: bool = False
+    outcomes: dict[int, DeliveryStatus] = field(default_factory=dict)
+
+
+class _Templates:
+    """Compiled variants of one issue, kept for the life of the worker process."""
+
+    def __init__(self) -> None:
+        self.cache: dict[tuple[int, int, str], Personaliser] = {}
+
+    def personaliser(self, issue: Issue, config: Config, variant: str) -> Personaliser:
+        key = (issue.id, issue.version, variant)
+        if key not in self.cache:
+            data = issue_data(issue, config=config)
+            settings = render_settings(config, issue.id)
+            compiled = compile_variant(data, None, parse_variant(variant))
+            self.cache[key] = Personaliser(data, build_template(data, compiled, settings), settings)
+        return self.cache[key]
+
+
+TEMPLATES = _Templates()
+
+
+def send_batch(
+    session: Session,
+    issue_id: int,
+    config: Config,
+    sender: Sender,
+    *,
+    owner: str | None = None,
+    clock: Callable[[], float] = time.monotonic,
+) -> BatchResult:
+    """Use case (worker): claim a batch, send it, commit each outcome as it comes."""
+    result = BatchResult()
+    issue = session.get(Issue, issue_id)
+    if issue is None or issue.status is not IssueStatus.SENDING:
+        return result
+    owner = owner or worker_name()
+    ids = claim(session, issue_id, owner)
+    if not ids:
+        finish_if_done(session, issue)
+        return result
+    signer = dkim_signer(config)
+    envelope_from = issue.newsletter.sender_email
+    if session.get_bind().dialect.name == "postgresql":
+        # Outcomes are committed one by one; a worker crash loses nothing committed, and
+        # PostgreSQL need not wait for the disk on each of them.
+        session.execute(text("SET synchronous_commit = off"))
+    rows = session.execute(
+        select(Delivery, Subscriber)
+        .join(Subscriber, Subscriber.id == Delivery.subscriber_id)
+        .where(Delivery.id.in_(ids))
+        .order_by(Delivery.id)
+    ).all()
+    suppressed = _suppressed(session, config.secret_key, [s.email for _d, s in rows])
+    last_check = clock()
+    for position, (delivery, subscriber) in enumerate(rows):
+        if clock() - last_check > STATUS_CHECK_EVERY:
+            last_check = clock()
+            session.refresh(issue, ["status"])
+            if issue.status is not IssueStatus.SENDING:
+                _release(session, [d.id for d, _s in rows[position:]])
+                result.stopped = True
+                return result
+        if subscriber.email in suppressed or subscriber.status is not SubscriberStatus.ACTIVE:
+            _record(session, delivery, DeliveryStatus.CANCELLED, "adresse supprimée ou désinscrite")
+            continue
+        personaliser = TEMPLATES.personaliser(issue, config, delivery.variant)
+        message = personaliser.render(
+            Recipient(delivery.id, subscriber.email, subscriber.first_name, subscriber.last_name)
+        )
+        if signer is not None:
+            message = signer.sign(message)
+        # The same Message-ID the personaliser wrote into the headers.
+        delivery.message_id = f"{issue_id}.{delivery.id}@{personaliser.settings.list_domain}"
+        status = _deliver(session, config, sender, delivery, subscriber, envelope_from, message)
+        result.outcomes[delivery.id] = status
+        _count(result, status)
+    result.more = True
+    return result
+
+
+def _deliver(  # noqa: PLR0917 - the state of one message in flight
+    session: Session,
+    config: Config,
+    sender: Sender,
+    delivery: Delivery,
+    subscriber: Subscriber,
+    envelope_from: str,
+    message: bytes,
+) -> DeliveryStatus:
+    delivery.attempts += 1
+    try:
+        accepted = sender.send(envelope_from, [subscriber.email], message)
+    except UnknownOutcomeError as error:
+        return _record(session, delivery, DeliveryStatus.UNKNOWN, str(error))
+    except SendError as error:
+        reply = f"{error.code or ''} {error}".strip()
+        if error.permanent:
+            if error.code and error.code >= 500 and str(error).startswith(HARD_BOUNCE_CODES):
+                subscriber.status = SubscriberStatus.BOUNCED
+                suppress(
+                    session, config.secret_key, subscriber.email, SuppressionReason.HARD_BOUNCE
+                )
+                return _record(session, delivery, DeliveryStatus.BOUNCED, reply)
+            return _record(session, delivery, DeliveryStatus.FAILED, reply)
+        if utcnow() - delivery.created_at > DEADLINE:
+            return _record(session, delivery, DeliveryStatus.FAILED, f"délai dépassé : {reply}")
+        delay = dt.timedelta(minutes=min(2 ** (delivery.attempts - 1) * 5, 240))
+        delivery.next_attempt_at = utcnow() + delay
+        return _record(session, delivery, DeliveryStatus.DEFERRED, reply)
+    delivery.sent_at = utcnow()
+    return _record(session, delivery, DeliveryStatus.SENT, f"{accepted.code} {accepted.reply}")
+
+
+def _record(
+    session: Session, delivery: Delivery, status: DeliveryStatus, reply: str
+) -> DeliveryStatus:
+    delivery.status = status
+    delivery.last_reply = reply[:500]
+    delivery.lease_expires_at = None
+    delivery.leased_by = None
+    session.commit()
+    return status
+
+
+def _count(result: BatchResult, status: DeliveryStatus) -> None:
+    if status is DeliveryStatus.SENT:
+        result.sent += 1
+    elif status is DeliveryStatus.DEFERRED:
+        result.deferred += 1
+    elif status is DeliveryStatus.UNKNOWN:
+        result.unknown += 1
+    else:
+        result.failed += 1
+
+
+def _suppressed(session: Session, secret: str, addresses: list[str]) -> set[str]:
+    by_hmac = {address_hmac(secret, a): a for a in addresses}
+    found = session.scalars(
+        select(Suppression.address_hmac).where(Suppression.address_hmac.in_(by_hmac))
+    )
+    return {by_hmac[h] for h in found}
+
+
+def _release(session: Session, ids: list[int]) -> None:
+    session.execute(
+        update(Delivery)
+        .where(Delivery.id.in_(ids), Delivery.status == DeliveryStatus.LEASED)
+        .values(status=DeliveryStatus.QUEUED, lease_expires_at=None, leased_by=None)
+    )
+    session.commit()
+
+
+def finish_if_done(session: Session, issue: Issue) -> bool:
+    """The issue is sent when every delivery is terminal. Commits."""
+    open_count = session.scalar(
+        select(func.count())
+        .select_from(Delivery)
+        .where(Delivery.issue_id == issue.id, Delivery.status.not_in(TERMINAL_DELIVERY_STATUSES))
+    )
+    if open_count or issue.status is not IssueStatus.SENDING:
+        return False
+    transition(issue, IssueStatus.SENT)
+    issue.sent_at = utcnow()
+    record(session, None, "issue.sent", "issue", issue.id)
+    session.commit()
+    return True
+
+
+def sweep(session: Session) -> dict[str, int]:
+    """Use case (beat): expired leases back to the queue; issues with work get a task
+    again (Redis may have lost it); finished issues are closed; due ones start."""
+    now = utcnow()
+    expired = session.execute(
+        update(Delivery)
+        .where(Delivery.status == DeliveryStatus.LEASED, Delivery.lease_expires_at < now)
+        .values(status=DeliveryStatus.QUEUED, lease_expires_at=None, leased_by=None)
+    )
+    session.commit()
+    started = start_due(session)
+    revived = 0
+    for issue in session.scalars(select(Issue).where(Issue.status == IssueStatus.SENDING)):
+        if not finish_if_done(session, issue):
+            _enqueue(session, issue.id, 1)
+            revived += 1
+    session.commit()
+    return {
+        "expired": int(getattr(expired, "rowcount", 0) or 0),
+        "started": len(started),
+        "revived": revived,
+    }
+
+
+def progress(session: Session, issue_id: int) -> dict[str, int]:
+    counts = dict.fromkeys((s.value for s in DeliveryStatus), 0)
+    for status, count in session.execute(
+        select(Delivery.status, func.count())
+        .where(Delivery.issue_id == issue_id)
+        .group_by(Delivery.status)
+    ):
+        counts[status.value] = count
+    counts["total"] = sum(counts.values())
+    return counts
