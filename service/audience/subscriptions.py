@@ -20,6 +20,7 @@ from dataclasses import dataclass
 
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from emails.tokens import TokenSigner
@@ -41,16 +42,16 @@ from service.tracking.models import Event, EventKind
 # exactly these words. Change the text, change the version (and keep the old
 # text in the history of this file). It is not run through the translation
 # catalogue on purpose: what was consented to must not depend on a catalogue.
-CONSENT_TEXT_VERSION = "formulaire-2026-01"
+CONSENT_TEXT_VERSION = "formulaire-v1"
 CONSENT_TEXT = (
-    "J'accepte que {controller} conserve mon adresse e-mail et les informations saisies "
-    "dans ce formulaire (civilité, nom, prénom, organisme, fonction, commune) pour m'envoyer "
-    "les lettres d'information que j'ai choisies, ainsi que la date, l'heure et une partie "
-    "de l'adresse IP de mon inscription comme preuve de mon consentement. Ces données ne "
-    "servent qu'à ces envois et ne sont cédées à personne. Je peux me désinscrire à tout "
-    "moment avec le lien « Se désinscrire » présent dans chaque lettre ou depuis la page de "
-    "gestion de mes abonnements, et demander à {controller} l'accès à mes données, leur "
-    "rectification ou leur effacement."
+    "J'accepte que mon adresse e-mail et les informations saisies dans ce formulaire "
+    "(civilité, nom, prénom, organisme, fonction, commune) soient conservées par "
+    "{controller}, responsable du traitement, pour m'envoyer les lettres d'information que "
+    "j'ai choisies. La date, l'heure et une partie de l'adresse IP de mon inscription sont "
+    "gardées comme preuve de ce consentement. Ces données ne servent qu'à ces envois et ne "
+    "sont cédées à personne. Je peux me désinscrire à tout moment avec le lien « Se "
+    "désinscrire » présent dans chaque lettre ou depuis la page « Gérer mes préférences », et "
+    "demander à {controller} l'accès à mes données, leur rectification ou leur effacement."
 )
 CONSENT_SOURCE = "formulaire"
 
@@ -226,6 +227,18 @@ class PendingConfirmation:
 
 
 def request_subscription(
+    session: Session, secret: str, request: SubscriptionRequest, *, now: dt.datetime
+) -> PendingConfirmation | None:
+    try:
+        return _request_subscription(session, secret, request, now=now)
+    except IntegrityError:
+        # The same new address submitted twice at once: the other request created
+        # the subscriber; start again and find it.
+        session.rollback()
+        return _request_subscription(session, secret, request, now=now)
+
+
+def _request_subscription(
     session: Session, secret: str, request: SubscriptionRequest, *, now: dt.datetime
 ) -> PendingConfirmation | None:
     """Record a signup as pending; return what to confirm, or None when nothing is to be sent.

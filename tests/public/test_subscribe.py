@@ -51,8 +51,8 @@ def test_form_is_branded_accessible_and_csp_clean(client: FlaskClient, audience:
     page = text(response)
     assert "<h1>S'inscrire à La Lettre de l&#39;Agence</h1>" in html
     # Consent text, naming the data controller (the first newsletter's sender).
-    assert "J'accepte que Agence d'urbanisme de l'Artois conserve mon adresse e-mail" in page
-    assert "me désinscrire à tout moment" in page
+    assert "soient conservées par Agence d'urbanisme de l'Artois, responsable du traitement" in page
+    assert "Je peux me désinscrire à tout moment" in page
     # Public static segments only.
     assert "Élus et élues" in page
     assert "Commerce de demain" in page
