@@ -12,6 +12,7 @@ from celery import Celery, Task
 from flask import Flask, current_app
 from sqlalchemy import event
 from sqlalchemy.orm import Session as OrmSession
+from sqlalchemy.orm import scoped_session
 
 from service.config import Config
 
@@ -72,6 +73,8 @@ PENDING = "lettrine.pending_tasks"
 
 def enqueue_after_commit(session: OrmSession, task_name: str, *args: Any, **kwargs: Any) -> None:
     """Send ``task_name`` once ``session`` commits; drop it if the transaction rolls back."""
+    if isinstance(session, scoped_session):
+        session = session()  # the session itself: events and ``info`` live there
     if not session.in_transaction():
         session.begin()  # the task belongs to this transaction, whatever happens to it
     pending: list[tuple[Celery, str, tuple[Any, ...], dict[str, Any]]] = session.info.setdefault(

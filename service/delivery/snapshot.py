@@ -73,5 +73,11 @@ def snapshot(session: Session, issue: Issue) -> int:
         .from_select(columns, rows)
         .on_conflict_do_nothing(index_elements=["issue_id", "subscriber_id"])
     )
-    result = session.execute(statement)
-    return int(getattr(result, "rowcount", 0) or 0)
+    before = _count(session, issue.id)
+    session.execute(statement)
+    # rowcount is not reliable for INSERT … SELECT … ON CONFLICT across drivers: count.
+    return _count(session, issue.id) - before
+
+
+def _count(session: Session, issue_id: int) -> int:
+    return session.scalar(select(func.count()).where(Delivery.issue_id == issue_id)) or 0

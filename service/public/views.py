@@ -184,6 +184,8 @@ def confirm(token: str) -> ResponseReturnValue:
 
 
 @bp.route("/preferences/<token>", methods=["GET", "POST"])
+# The short form written into every email footer (emails/mime.py).
+@bp.route("/p/<token>", methods=["GET", "POST"])
 @public
 @limiter.limit("30 per 10 minutes", methods=["POST"])
 def preferences(token: str) -> ResponseReturnValue:
