@@ -68,6 +68,7 @@ def run_checks(
     """
     findings: list[Finding] = []
     findings += _envelope(issue)
+    findings += _audience(issue)
     findings += _blocks(issue, send_at)
     findings += _rendered(variants, html_sizes)
     order = {"error": 0, "warning": 1}
@@ -111,6 +112,24 @@ def _envelope(issue: IssueData) -> list[Finding]:
         if match:
             message = f"Un texte à remplacer reste dans {where} : « {match.group(0)} »."
             found.append(Finding("error", "placeholder", message))
+    return found
+
+
+def _audience(issue: IssueData) -> list[Finding]:
+    found = []
+    if not issue.blocks:
+        found.append(Finding("error", "blocks-empty", "Le numéro n'a encore aucun bloc."))
+    if not issue.audience:
+        message = "Aucun destinataire : cochez au moins un segment dans les réglages."
+        found.append(Finding("error", "audience-empty", message))
+        return found
+    for number, block in enumerate(issue.blocks, start=1):
+        if block.segments and not block.segments & issue.audience:
+            message = (
+                f"Bloc {number} ({get_kind(block.kind).label.lower()}) : réservé à des segments "
+                "qui ne reçoivent pas ce numéro, personne ne le verra."
+            )
+            found.append(Finding("warning", "block-unseen", message, block.id))
     return found
 
 

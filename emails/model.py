@@ -44,6 +44,8 @@ class IssueData:
     scheduled_at: dt.datetime | None = None
     # Why the reader receives it, shown in the footer.
     reason: str = ""
+    # Slugs of the segments the issue is sent to (pre-send checks).
+    audience: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)

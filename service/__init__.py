@@ -137,6 +137,8 @@ def _error_pages(app: Flask) -> None:
     @app.errorhandler(HTTPException)
     def _http(error: HTTPException) -> Any:
         code = error.code or 500
+        if code >= 500:
+            Session.rollback()  # the page itself reads the database (current user)
         if code not in messages:
             return error
         title, message = messages[code]

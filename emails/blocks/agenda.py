@@ -9,7 +9,6 @@ from wtforms import (
     Form,
     FormField,
     HiddenField,
-    IntegerField,
     StringField,
     TextAreaField,
 )
@@ -29,7 +28,16 @@ class LocalDateTimeField(DateTimeLocalField):  # type: ignore[misc]
 
     def __init__(self, label: str, **kwargs: Any) -> None:
         super().__init__(
-            label, format=[LOCAL_FORMAT, "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M"], **kwargs
+            label,
+            format=[
+                LOCAL_FORMAT,
+                "%Y-%m-%dT%H:%M:%S",
+                "%Y-%m-%d %H:%M",
+                "%d/%m/%Y %H:%M",
+                "%d/%m/%Y %Hh%M",
+                "%d/%m/%Y %H h %M",
+            ],
+            **kwargs,
         )
 
     def process_formdata(self, valuelist: list[str]) -> None:
@@ -38,14 +46,14 @@ class LocalDateTimeField(DateTimeLocalField):  # type: ignore[misc]
         except ValueError:
             self.data = None
             raise ValueError(
-                f"Date et heure invalides : « {valuelist[0] if valuelist else ''} » "
-                "(attendu : AAAA-MM-JJTHH:MM, par exemple 2027-01-16T09:30)."
+                f"Date et heure non reconnues : « {valuelist[0] if valuelist else ''} ». "
+                "Indiquez le jour et l'heure, par exemple 16/01/2027 09:30."
             ) from None
 
 
 class EventForm(Form):  # type: ignore[misc]
     uid = HiddenField()
-    sequence = IntegerField(validators=[Optional()])
+    sequence = HiddenField()
     title = StringField(
         "Intitulé",
         validators=[
@@ -136,7 +144,9 @@ class AgendaBlock(BlockKind):
             events.append(
                 {
                     "uid": event.get("uid") or new_uid(event["title"], start),
-                    "sequence": event.get("sequence") or 0,
+                    "sequence": int(event.get("sequence") or 0)
+                    if str(event.get("sequence") or "0").isdigit()
+                    else 0,
                     "title": event["title"].strip(),
                     "start": start,
                     "end": _local(event.get("end")),

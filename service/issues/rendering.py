@@ -46,6 +46,7 @@ def issue_data(issue: Issue, *, reason: str = "", config: Config | None = None) 
         subject=issue.subject,
         preheader=issue.preheader,
         scheduled_at=issue.scheduled_at,
+        audience=frozenset(segment.slug for segment in issue.segments),
         reason=reason
         or (
             "Vous recevez cette lettre parce que vous êtes inscrit à la liste de diffusion "

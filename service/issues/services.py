@@ -313,6 +313,9 @@ def send_test(
     )
     signer = dkim_signer(config)
     sender_address = issue.newsletter.sender_email
+    # End the read transaction before talking SMTP: in embedded mode the outbox process
+    # writes to the same SQLite file meanwhile, and an open reader would block our audit write.
+    session.commit()
     with make_sender(config) as sender:
         for address in addresses:
             message = personaliser.render(Recipient(secrets.randbits(40), address))

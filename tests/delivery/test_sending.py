@@ -43,9 +43,9 @@ class Receiver:
     def __init__(self) -> None:
         self.messages: list[tuple[list[str], bytes]] = []
 
-    async def handle_RCPT(
+    async def handle_RCPT(  # noqa: N802 - aiosmtpd hook name
         self, _server: Any, _session: Any, envelope: Any, address: str, _options: Any
-    ) -> str:  # noqa: N802
+    ) -> str:
         if address.startswith("inconnu"):
             return "550 5.1.1 Destinataire inconnu"
         if address.startswith("plein"):

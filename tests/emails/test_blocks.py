@@ -51,9 +51,9 @@ def test_news_errors_are_field_level_and_french() -> None:
 
 
 def test_agenda_dates_are_checked() -> None:
-    bad = {"title": "Agenda", "events": [{**EVENT, "start": "16/01/2027 9h30", "end": ""}]}
+    bad = {"title": "Agenda", "events": [{**EVENT, "start": "le 16 janvier", "end": ""}]}
     errors = _errors("agenda", bad)
-    assert "Date et heure invalides" in errors["events"][0]["start"][0]
+    assert "Date et heure non reconnues" in errors["events"][0]["start"][0]
     backwards = {"title": "Agenda", "events": [{**EVENT, "end": "2027-01-16T08:00"}]}
     assert _errors("agenda", backwards)["events"][0]["end"] == ["La fin doit être après le début."]
     assert (

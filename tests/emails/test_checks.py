@@ -138,3 +138,17 @@ def test_presend_checks_measure_the_personalised_html(
     db_session.commit()
     codes = {f.code for f in presend_checks(demo_issue, config, BEFORE_EVENTS)}
     assert "html-clipped" in codes
+
+
+def test_empty_issue_and_audience(demo: IssueData) -> None:
+    assert {"blocks-empty", "audience-empty"} <= _codes(
+        replace(demo, blocks=[], audience=frozenset())
+    )
+    assert not {"blocks-empty", "audience-empty"} & _codes(demo)
+
+
+def test_block_reserved_to_segments_not_in_the_audience(demo: IssueData) -> None:
+    restricted = next(b for b in demo.blocks if b.segments)
+    others = frozenset(demo.audience - restricted.segments)
+    assert "block-unseen" in _codes(replace(demo, audience=others))
+    assert "block-unseen" not in _codes(demo)
