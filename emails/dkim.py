@@ -49,9 +49,12 @@ class DkimSigner:
         headers = _parse_headers(head)
         present = [name for name in SIGNED_HEADERS if name.lower() in headers]
         timestamp = int(now if now is not None else time.time())
+        # Over-signing (RFC 6376 §8.15): every header is named once more than it occurs,
+        # so nobody can add a second Subject, or a Reply-To, without breaking the signature.
+        names = ":".join([*present, *SIGNED_HEADERS])
         value = (
             f"v=1; a=rsa-sha256; c=relaxed/simple; d={self.domain}; s={self.selector}; "
-            f"t={timestamp}; h={':'.join(present)}; bh={body_hash}; b="
+            f"t={timestamp}; h={names}; bh={body_hash}; b="
         )
         signed = b"".join(_relaxed(name, headers[name.lower()]) + b"\r\n" for name in present)
         signed += _relaxed("DKIM-Signature", value.encode())

@@ -34,10 +34,15 @@ class HeaderInjectionError(ValueError):
     """A header value carried CR or LF: refused, never emitted."""
 
 
+# Everything that can end or fold a header line, for some parser somewhere.
+HEADER_BREAKING = re.compile(r"[\x00-\x1f\x7f\x85\u2028\u2029]")
+
+
 def check_header_value(name: str, value: str | None) -> None:
-    if value and ("\r" in value or "\n" in value):
+    if value and HEADER_BREAKING.search(value):
         raise HeaderInjectionError(
-            f"{name} : les retours à la ligne sont interdits dans un en-tête."
+            f"{name} : les retours à la ligne et caractères de contrôle sont interdits "
+            "dans un en-tête."
         )
 
 
@@ -73,8 +78,14 @@ def _soft_end(encoded: bytes) -> bytes:
     return CRLF.join(out) + SOFT_BREAK
 
 
+def _lines(data: str) -> str:
+    # Browsers post text areas with CRLF; a lone CR must never reach the wire.
+    return data.replace("\r\n", "\n").replace("\r", "\n")
+
+
 def _qp(data: str) -> bytes:
     """Quoted-printable with CRLF line ends, ending on a soft break so a slot may follow."""
+    data = _lines(data)
     encoded = binascii.b2a_qp(data.encode("utf-8"), quotetabs=False, istext=True, header=False)
     if encoded.endswith(b"\n"):  # already ends a line: no soft break needed
         return _soft_end(encoded[:-1])[: -len(SOFT_BREAK)] + CRLF
@@ -82,7 +93,7 @@ def _qp(data: str) -> bytes:
 
 
 def _qp_value(data: str) -> bytes:
-    return _soft_end(binascii.b2a_qp(data.encode("utf-8"), quotetabs=True, header=False))
+    return _soft_end(binascii.b2a_qp(_lines(data).encode("utf-8"), quotetabs=True, header=False))
 
 
 def _encoded_word_name(name: str) -> str:
@@ -138,8 +149,6 @@ def _static_headers(issue: IssueData, boundary: str, list_domain: str) -> bytes:
 _URL_SLOTS = frozenset({"O", "U", "P"})
 _QP_SAFE = re.compile(r"[!-<>-~]+")  # printable ASCII except "=": QP leaves it as it is
 _MARKER = re.compile(r"(x[0-9a-f]{12})([LNOUPV])(\d*)Z")
-# Position reserved for the open pixel of an anonymously tracked issue.
-ANONYMOUS_OPEN = 65535
 
 
 class _Builder:
@@ -181,7 +190,7 @@ class _Builder:
             return resolve(self.links[position], settings)
         if kind == "O":
             if self.mode == "anonymous":
-                token = settings.signer.issue_link_token(issue_id, ANONYMOUS_OPEN)
+                token = settings.signer.issue_open_token(issue_id)
                 return f"{settings.base_url}/o/{token}.gif"
             return None if self.mode == "individual" else ""
         return None
@@ -268,7 +277,8 @@ class Personaliser:
         self._links = [p for p in template.link_positions if f"L{p}" in names]
         # A tracked URL is the base plus /c/ and a 20-character base64url token: when that
         # fits on one QP line and the base has no "=", it needs no encoding at all.
-        self._qp_url = len(settings.base_url) + 26 <= 75 and bool(
+        # The longest is the pixel: base + "/o/" + 20 + ".gif", then the soft break "=".
+        self._qp_url = len(settings.base_url) + 28 <= 76 and bool(
             _QP_SAFE.fullmatch(settings.base_url)
         )
 
@@ -287,7 +297,8 @@ class Personaliser:
         base = self.settings.base_url
         delivery_id = recipient.delivery_id
         open_token, unsub_token, prefs_token = self.settings.signer.system_tokens(delivery_id)
-        name = " ".join(recipient.display_name.split())  # no CR/LF/tabs from imported data
+        # No line breaks or control characters from imported data, in any header.
+        name = " ".join(HEADER_BREAKING.sub(" ", recipient.display_name).split())
         local, domain = self._mailto
         unsubscribe = f"{base}/u/{unsub_token}"
         values = {

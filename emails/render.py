@@ -23,7 +23,7 @@ from markupsafe import Markup
 
 from emails.blocks import get_kind
 from emails.blocks.agenda import when
-from emails.formatting import format_label, french_date
+from emails.formatting import PARIS, format_label, french_date
 from emails.model import BlockData, IssueData
 from emails.richtext import LinkRef, rewrite_hrefs, sanitise
 from emails.tokens import TokenSigner
@@ -31,7 +31,20 @@ from emails.tokens import TokenSigner
 WIDTH = 78
 TEMPLATES = str(Path(__file__).resolve().parent / "templates") + "/"
 
+
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+
+def _one_line_ending(value: object) -> object:
+    """Text areas arrive with CRLF; MJML and SMTP both choke on a lone CR, and control
+    characters are never valid in HTML: normalise every value the templates print."""
+    if isinstance(value, str):
+        return _CONTROL.sub("", value.replace("\r\n", "\n").replace("\r", "\n"))
+    return value
+
+
 _env = Environment(
+    finalize=_one_line_ending,
     loader=PackageLoader("emails", "templates"),
     autoescape=select_autoescape(["html", "mjml", "xml"], default_for_string=True),
     undefined=StrictUndefined,
@@ -44,7 +57,13 @@ class RenderError(Exception):
     """The issue could not be rendered; says which template and line."""
 
     def __init__(self, message: str, template: str | None = None, line: int | None = None) -> None:
-        where = f" ({template}, ligne {line})" if template else ""
+        where = (
+            f" ({template}, ligne {line})"
+            if template and line
+            else f" ({template})"
+            if template
+            else ""
+        )
         super().__init__(f"{message}{where}")
         self.template = template
         self.line = line
@@ -152,7 +171,9 @@ def compile_variant(
         "issue": issue,
         "newsletter": issue.newsletter,
         "color": issue.newsletter.main_color,
-        "issue_date": french_date(issue.scheduled_at.date()) if issue.scheduled_at else None,
+        "issue_date": (
+            french_date(issue.scheduled_at.astimezone(PARIS).date()) if issue.scheduled_at else None
+        ),
         "greeting": Markup(marker("N")),  # noqa: S704 - our own marker, no user data
         "blocks": [
             {"block": b, "data": b.data, "template": get_kind(b.kind).template} for b in blocks
@@ -225,7 +246,9 @@ def _text(
     if ref.urls:
         lines = ["Liens :"]
         for number, url in enumerate(ref.urls, start=1):
-            link = by_key[(owners.get(url), url)]
+            link = by_key.get((owners.get(url), url))
+            if link is None:
+                raise RenderError(f"Lien introuvable dans le texte : {url}")
             lines.append(f"[{number}] {marker('L', link.position)}")
         sections.append("\n".join(lines))
     footer = [

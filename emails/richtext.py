@@ -106,7 +106,8 @@ def to_paragraphs(html: str, link_ref: LinkRef) -> list[str]:
     return paragraphs
 
 
-_ANCHOR = re.compile(r'<a\s+href="([^"]*)"[^>]*>(.*?)</a>', re.S)
+# Any attribute order: nh3 keeps the author's (<a title="…" href="…"> is valid).
+_ANCHOR = re.compile(r'<a\s[^>]*?\bhref="([^"]*)"[^>]*>(.*?)</a>', re.S)
 _TAG = re.compile(r"<[^>]+>")
 
 

@@ -23,15 +23,22 @@ _URLSAFE = bytes.maketrans(b"+/", b"-_")
 # Kinds: a link of one delivery, a link of an issue (anonymous tracking), and the
 # per-delivery system tokens.
 DELIVERY_LINK, ISSUE_LINK, OPEN, UNSUBSCRIBE, PREFERENCES = b"d", b"i", b"o", b"u", b"p"
+ISSUE_OPEN = b"a"  # the open pixel of an anonymously tracked issue
+# Links per issue we ever sign; verifying costs a hash of 6 bytes per position, so a
+# forged token naming position 65535 must be refused before hashing.
+MAX_LINKS = 4096
 SYSTEM_KINDS = (OPEN, UNSUBSCRIBE, PREFERENCES)
 
-TokenKind = Literal["delivery_link", "issue_link", "open", "unsubscribe", "preferences"]
+TokenKind = Literal[
+    "delivery_link", "issue_link", "open", "unsubscribe", "preferences", "issue_open"
+]
 _NAMES: dict[bytes, TokenKind] = {
     DELIVERY_LINK: "delivery_link",
     ISSUE_LINK: "issue_link",
     OPEN: "open",
     UNSUBSCRIBE: "unsubscribe",
     PREFERENCES: "preferences",
+    ISSUE_OPEN: "issue_open",
 }
 
 
@@ -71,6 +78,9 @@ class TokenSigner:
         stream = self._stream(b"I", issue_id, (position + 1) * TAG)
         return self._encode(ISSUE_LINK, issue_id, position, stream[position * TAG :])
 
+    def issue_open_token(self, issue_id: int) -> str:
+        return self._encode(ISSUE_OPEN, issue_id, 0, self._stream(b"A", issue_id, TAG))
+
     def system_tokens(self, delivery_id: int) -> tuple[str, str, str]:
         """(open, unsubscribe, preferences) tokens of one delivery."""
         stream = self._stream(b"S", delivery_id, len(SYSTEM_KINDS) * TAG)
@@ -90,7 +100,11 @@ class TokenSigner:
             return None
         kind, ident = raw[:1], int.from_bytes(raw[1:7], "big")
         position, tag = int.from_bytes(raw[7:9], "big"), raw[9:]
-        if kind == DELIVERY_LINK:
+        if position >= MAX_LINKS:
+            return None
+        if kind == ISSUE_OPEN and position == 0:
+            expected = self._stream(b"A", ident, TAG)
+        elif kind == DELIVERY_LINK:
             expected = self._stream(b"L", ident, (position + 1) * TAG)[position * TAG :]
         elif kind == ISSUE_LINK:
             expected = self._stream(b"I", ident, (position + 1) * TAG)[position * TAG :]

@@ -214,3 +214,58 @@ def test_dkim_settings(tmp_path: Path, config: Config) -> None:
         dkim_signer(
             replace(config, dkim_domain="a.fr", dkim_selector="s", dkim_key_path=tmp_path / "no")
         )
+
+
+def test_dkim_oversigning_refuses_added_headers(demo: IssueData, settings: RenderSettings) -> None:
+    pem = _dkim_key()
+    record = public_key_record(pem).encode()
+    signed = DkimSigner("aula.example.org", "s", pem).sign(
+        _personaliser(demo, settings).render(Recipient(12, "a@b.example.fr"))
+    )
+
+    def dns(name: bytes, timeout: int = 5) -> bytes:
+        return record
+
+    assert dkim.verify(signed, dnsfunc=dns)
+    for extra in (b"Subject: Urgent: votre compte\r\n", b"Reply-To: pirate@example.com\r\n"):
+        assert not dkim.verify(extra + signed, dnsfunc=dns), extra
+
+
+def test_text_areas_with_crlf_never_put_a_bare_cr_on_the_wire(
+    demo: IssueData, settings: RenderSettings
+) -> None:
+    agenda = next(b for b in demo.blocks if b.kind == "agenda")
+    events = [{**agenda.data["events"][0], "description": "Ligne 1\r\nLigne 2\rLigne 3"}]
+    blocks = [replace(agenda, data={**agenda.data, "events": events})]
+    issue = replace(
+        demo,
+        blocks=blocks,
+        newsletter=replace(
+            demo.newsletter, postal_address="AULA\r\n24 rue des Ateliers\r\nBéthune"
+        ),
+    )
+    raw = _personaliser(issue, settings).render(Recipient(13, "a@b.example.fr"))
+    assert not re.search(rb"\r(?!\n)|(?<!\r)\n", raw)
+    html = _parse(raw).get_body(("html",)).get_content()  # type: ignore[union-attr]
+    assert "AULA, 24 rue des Ateliers, Béthune" in html
+
+
+@pytest.mark.parametrize("breaker", ["\u2028", "\x85", "\x0b", "\x00"])
+def test_any_line_breaking_character_is_refused_in_headers(
+    demo: IssueData, settings: RenderSettings, breaker: str
+) -> None:
+    issue = replace(demo, subject=f"Lettre{breaker}Bcc: victim@example.com")
+    with pytest.raises(HeaderInjectionError):
+        build_template(issue, compile_variant(issue, None), settings)
+
+
+def test_pixel_of_a_49_character_base_fits_a_qp_line(
+    demo: IssueData, settings: RenderSettings
+) -> None:
+    base = "https://lettre.aula.example.org/" + "b" * 17
+    assert len(base) == 49
+    raw = _personaliser(demo, replace(settings, base_url=base)).render(
+        Recipient(14, "a@b.example.fr")
+    )
+    body = raw.split(b"\r\n\r\n", 1)[1]
+    assert max(len(line) for line in body.split(b"\r\n")) <= 76

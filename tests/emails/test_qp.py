@@ -2,6 +2,7 @@
 
 import quopri
 import random
+import re
 
 from emails.mime import _qp, _qp_value
 
@@ -22,3 +23,9 @@ def test_pieces_and_slots_decode_back_and_keep_lines_short() -> None:
         assert b"\n" not in encoded.replace(b"\r\n", b"")
         decoded = quopri.decodestring(encoded).decode("utf-8").replace("\r\n", "\n")
         assert decoded == "".join(chunks)
+
+
+def test_carriage_returns_become_line_breaks() -> None:
+    encoded = _qp("a\r\nb\rc\n") + _qp_value("d\r\ne")
+    assert not re.search(rb"\r(?!\n)|(?<!\r)\n", encoded)
+    assert quopri.decodestring(encoded).replace(b"\r\n", b"\n") == b"a\nb\nc\nd\ne"
