@@ -4,6 +4,7 @@ and validation), its MJML partial, its links and its text rendering.
 Adding a kind touches one module here and one template in ``templates/blocks/``.
 """
 
+import copy
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -86,6 +87,10 @@ class BlockKind:
     ) -> dict[str, Any]:
         """Hook when stored data is replaced (the agenda bumps SEQUENCE here)."""
         return data
+
+    def duplicated(self, data: Mapping[str, Any]) -> dict[str, Any]:
+        """The data for a copy of the block (the agenda gives its events new UIDs)."""
+        return copy.deepcopy(dict(data))
 
     def links(self, data: Mapping[str, Any]) -> Iterable[LinkSpec]:  # noqa: ARG002
         return ()

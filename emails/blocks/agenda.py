@@ -1,5 +1,5 @@
 import datetime as dt
-import hashlib
+import uuid
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -106,9 +106,9 @@ class AgendaForm(Form):  # type: ignore[misc]
         return ok
 
 
-def new_uid(title: str, start: str, domain: str = "lettrine") -> str:
-    digest = hashlib.sha256(f"{title}|{start}".encode()).hexdigest()[:16]
-    return f"{digest}@{domain}"
+def new_uid() -> str:
+    """Globally unique (RFC 5545 §3.8.4.7): two issues, two installations never collide."""
+    return f"{uuid.uuid4()}@lettrine"
 
 
 def bump_sequences(old: Mapping[str, Any] | None, new: dict[str, Any]) -> dict[str, Any]:
@@ -143,7 +143,7 @@ class AgendaBlock(BlockKind):
             assert start is not None  # noqa: S101 - required by the form
             events.append(
                 {
-                    "uid": event.get("uid") or new_uid(event["title"], start),
+                    "uid": event.get("uid") or new_uid(),
                     "sequence": int(event.get("sequence") or 0)
                     if str(event.get("sequence") or "0").isdigit()
                     else 0,
@@ -161,6 +161,12 @@ class AgendaBlock(BlockKind):
 
     def updated(self, previous: Mapping[str, Any] | None, data: dict[str, Any]) -> dict[str, Any]:
         return bump_sequences(previous, data)
+
+    def duplicated(self, data: Mapping[str, Any]) -> dict[str, Any]:
+        copy_ = super().duplicated(data)
+        for event in copy_.get("events", []):
+            event["uid"], event["sequence"] = new_uid(), 0
+        return copy_
 
     def links(self, data: Mapping[str, Any]) -> Iterable[LinkSpec]:
         found = []

@@ -6,9 +6,10 @@ from flask_wtf import FlaskForm
 from werkzeug.datastructures import MultiDict
 from wtforms import Form, HiddenField, SelectField, StringField, TextAreaField
 from wtforms.fields import FieldList
-from wtforms.validators import DataRequired, Length, Optional
+from wtforms.validators import DataRequired, Length, Optional, ValidationError
 
 from emails.blocks import get_kind
+from emails.mime import HEADER_BREAKING
 
 
 class NewIssueForm(FlaskForm):  # type: ignore[misc]
@@ -35,9 +36,22 @@ class SettingsForm(FlaskForm):  # type: ignore[misc]
         validators=[Optional(), Length(max=200)],
     )
 
+    def validate_title(self, field: StringField) -> None:
+        _one_line(field)
+
     def validate_subject(self, field: StringField) -> None:
-        if "\r" in (field.data or "") or "\n" in (field.data or ""):
-            raise ValueError(_l("L'objet ne peut pas contenir de retour à la ligne."))
+        _one_line(field)
+
+    def validate_preheader(self, field: StringField) -> None:
+        _one_line(field)
+
+
+def _one_line(field: StringField) -> None:
+    # These go into email headers (or next to them): no line breaks of any kind.
+    if HEADER_BREAKING.search(field.data or ""):
+        raise ValidationError(
+            _l("Une seule ligne ici : retours à la ligne et caractères de contrôle refusés.")
+        )
 
 
 class VersionForm(FlaskForm):  # type: ignore[misc]

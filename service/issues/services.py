@@ -1,21 +1,21 @@
 """Issue and block use cases: each commits once; errors are domain exceptions
 that the views turn into French messages."""
 
-import copy
 import re
 import secrets
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
-from email_validator import EmailNotValidError, validate_email
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.exc import StaleDataError
 
 from emails import Personaliser, Recipient, build_template, compile_variant
 from emails.blocks import get_kind
 from service.accounts.models import User
 from service.audience.models import Segment
+from service.audience.services import InvalidAddressError, normalise_address
 from service.audit.services import record
 from service.config import Config
 from service.db import utcnow
@@ -49,7 +49,7 @@ def validated_block_data(
 
 
 def _check_version(issue: Issue, expected: int | None) -> None:
-    if expected is not None and expected != issue.version:
+    if expected is None or expected != issue.version:
         raise StaleIssueError(
             "Ce numéro a été modifié par quelqu'un d'autre depuis que vous l'avez ouvert : "
             "vos changements n'ont pas été enregistrés. Ils sont repris ci-dessous ; "
@@ -118,10 +118,10 @@ def duplicate_issue(session: Session, source: Issue, user: User) -> Issue:
     )
     for block in source.blocks:
         copy_.blocks.append(
-            Block(
+            Block(  # a copy's events are new events: fresh calendar UIDs
+                data=get_kind(block.kind).duplicated(block.data),
                 position=block.position,
                 kind=block.kind,
-                data=copy.deepcopy(block.data),
                 segments=list(block.segments),
             )
         )
@@ -148,7 +148,7 @@ def update_settings(
     issue.title, issue.subject, issue.preheader = title.strip(), subject.strip(), preheader.strip()
     issue.segments = _segments(session, segment_ids)
     record(session, user.id, "issue.settings_saved", "issue", issue.id)
-    session.commit()
+    commit(session)
 
 
 def save_block(
@@ -167,7 +167,7 @@ def save_block(
     _touch_for_edit(session, issue, user)
     if block is None:
         position = max((b.position for b in issue.blocks), default=-1) + 1
-        block = Block(kind=kind, position=position, data=data)
+        block = Block(kind=kind, position=position, data=get_kind(kind).updated(None, data))
         issue.blocks.append(block)
         action = "block.added"
     else:
@@ -176,7 +176,7 @@ def save_block(
     block.segments = _segments(session, segment_ids)
     session.flush()
     record(session, user.id, action, "issue", issue.id, {"block": block.id, "kind": kind})
-    session.commit()
+    commit(session)
     return block
 
 
@@ -213,7 +213,7 @@ def reorder_blocks(
     for position, block_id in enumerate(ordered_ids):
         by_id[block_id].position = position
     record(session, user.id, "block.reordered", "issue", issue.id, {"order": list(ordered_ids)})
-    session.commit()
+    commit(session)
 
 
 def delete_block(
@@ -232,10 +232,11 @@ def delete_block(
         issue.id,
         {"block": block.id, "kind": block.kind},
     )
-    session.commit()
+    commit(session)
 
 
-def delete_issue(session: Session, issue: Issue, user: User) -> None:
+def delete_issue(session: Session, issue: Issue, user: User, expected_version: int | None) -> None:
+    _check_version(issue, expected_version)
     if issue.status is not IssueStatus.DRAFT:
         raise IssueError("Seul un brouillon peut être supprimé.")
     record(
@@ -277,6 +278,18 @@ def send_back(session: Session, issue: Issue, user: User, comment: str) -> None:
     session.commit()
 
 
+def commit(session: Session) -> None:
+    """Commit a use case; a concurrent save caught by the row version becomes a French error."""
+    try:
+        session.commit()
+    except StaleDataError:
+        session.rollback()
+        raise StaleIssueError(
+            "Ce numéro vient d'être modifié par quelqu'un d'autre : vos changements n'ont pas "
+            "été enregistrés. Ils sont repris ci-dessous ; vérifiez, puis enregistrez de nouveau."
+        ) from None
+
+
 def parse_test_addresses(raw: str) -> list[str]:
     """Up to ten addresses, separated by commas, semicolons or new lines."""
     candidates = [part.strip() for part in re.split(r"[,;\s]+", raw) if part.strip()]
@@ -287,9 +300,9 @@ def parse_test_addresses(raw: str) -> list[str]:
     addresses = []
     for candidate in candidates:
         try:
-            addresses.append(validate_email(candidate, check_deliverability=False).normalized)
-        except EmailNotValidError:
-            raise IssueError(f"Adresse invalide : « {candidate} ».") from None
+            addresses.append(normalise_address(candidate))
+        except InvalidAddressError as error:
+            raise IssueError(str(error)) from None
     return list(dict.fromkeys(addresses))
 
 

@@ -22,7 +22,14 @@ from flask_login import current_user
 from sqlalchemy import or_, select
 from werkzeug.datastructures import MultiDict
 
-from emails import Personaliser, Recipient, RenderError, build_template, compile_variant
+from emails import (
+    HeaderInjectionError,
+    Personaliser,
+    Recipient,
+    RenderError,
+    build_template,
+    compile_variant,
+)
 from emails.blocks import REGISTRY, BlockValidationError, get_kind, to_formdata
 from emails.checks import Finding
 from service.accounts.models import Role, User
@@ -161,12 +168,17 @@ def create() -> ResponseReturnValue:
 def _findings(issue: Issue) -> tuple[list[Finding], str | None]:
     try:
         return presend_checks(issue, current_app.extensions["lettrine_config"]), None
-    except (RenderError, BlockValidationError) as error:
+    except (RenderError, BlockValidationError, HeaderInjectionError) as error:
         return [], str(error)
 
 
 def _editor(
-    issue: Issue, *, settings_form: SettingsForm | None = None, status: int = 200, **extra: Any
+    issue: Issue,
+    *,
+    settings_form: SettingsForm | None = None,
+    status: int = 200,
+    selected_segments: set[int] | None = None,
+    **extra: Any,
 ) -> ResponseReturnValue:
     if settings_form is None:
         settings_form = SettingsForm(
@@ -189,7 +201,9 @@ def _editor(
         test_form=TestSendForm(data={"segment": segment}),
         kinds=REGISTRY,
         segments=_segments(),
-        selected_segments={s.id for s in issue.segments},
+        selected_segments=(
+            selected_segments if selected_segments is not None else {s.id for s in issue.segments}
+        ),
         findings=findings,
         errors=sum(1 for f in findings if f.severity == "error"),
         render_error=render_error,
@@ -220,7 +234,7 @@ def save_settings(issue_id: int) -> ResponseReturnValue:
     issue = _issue(issue_id)
     form = SettingsForm()
     if not form.validate_on_submit():
-        return _editor(issue, settings_form=form, status=400)
+        return _editor(issue, settings_form=form, status=400, selected_segments=set(_segment_ids()))
     try:
         services.update_settings(
             Session(),
@@ -237,7 +251,9 @@ def save_settings(issue_id: int) -> ResponseReturnValue:
         flash(str(error), "error")
         current = _issue(issue_id)
         form.version.data = current.version  # saving again, knowingly, goes through
-        return _editor(current, settings_form=form, status=409)
+        return _editor(
+            current, settings_form=form, status=409, selected_segments=set(_segment_ids())
+        )
     except services.IssueError as error:
         flash(str(error), "error")
         return redirect(url_for("issues.edit", issue_id=issue_id))
@@ -467,7 +483,7 @@ def delete(issue_id: int) -> ResponseReturnValue:
             form=VersionForm(data={"version": issue.version}),
         )
     try:
-        services.delete_issue(Session(), issue, _user())
+        services.delete_issue(Session(), issue, _user(), parse_version(request.form.get("version")))
     except services.IssueError as error:
         flash(str(error), "error")
         return redirect(url_for("issues.edit", issue_id=issue_id))
@@ -483,14 +499,15 @@ def preview(issue_id: int) -> ResponseReturnValue:
     config = current_app.extensions["lettrine_config"]
     segment = request.args.get("segment") or None
     data = issue_data(issue, config=config)
+    settings = render_settings(config, issue.id)
     try:
         variant = compile_variant(data, [segment] if segment else None)
-    except (RenderError, BlockValidationError) as error:
-        return Response(str(error), status=500, mimetype="text/plain")
-    settings = render_settings(config, issue.id)
-    raw = Personaliser(
-        data, build_template(data, variant, settings, tracked=False), settings
-    ).render(Recipient(0, "prenom.nom@exemple.fr", "Prénom", "Nom"))
+        template = build_template(data, variant, settings, tracked=False)
+    except (RenderError, BlockValidationError, HeaderInjectionError) as error:
+        return Response(str(error), status=422, mimetype="text/plain")
+    raw = Personaliser(data, template, settings).render(
+        Recipient(0, "prenom.nom@exemple.fr", "Prénom", "Nom")
+    )
     message = email.message_from_bytes(raw, policy=email.policy.default)
     wanted = "plain" if request.args.get("format") == "texte" else "html"
     part = message.get_body((wanted,))
@@ -519,7 +536,7 @@ def send_test(issue_id: int) -> ResponseReturnValue:
             raw_addresses=form.addresses.data or "",
             segment_slug=form.segment.data or None,
         )
-    except services.IssueError as error:
+    except (services.IssueError, HeaderInjectionError, RenderError) as error:
         flash(str(error), "error")
         return _editor(issue, status=400, test_addresses=form.addresses.data)
     flash(_("Message de test envoyé à %(to)s.", to=", ".join(sent)), "success")
@@ -542,8 +559,8 @@ def _apply_transition(issue: Issue, action: str, form: CommentForm) -> None:
                 "Ce numéro a changé depuis l'ouverture de la page : relisez-le avant de décider."
             )
         if action == "submit":
-            findings, _error = _findings(issue)
-            errors = sum(1 for f in findings if f.severity == "error")
+            findings, render_error = _findings(issue)
+            errors = sum(1 for f in findings if f.severity == "error") + (1 if render_error else 0)
             services.submit_for_review(Session(), issue, _user(), errors)
             flash(_("Numéro soumis pour relecture."), "success")
         elif action == "approve":

@@ -151,7 +151,7 @@ def test_agenda_rows_are_added_without_javascript(editor: FlaskClient, demo_issu
         },
     )
     assert response.status_code == 400
-    assert "Date et heure invalides" in response.get_data(as_text=True)
+    assert "Date et heure non reconnues" in response.get_data(as_text=True)
 
 
 def test_reorder_by_buttons_and_by_list(
@@ -442,3 +442,53 @@ def test_analysts_cannot_edit(client: FlaskClient, demo_issue: Issue, db_session
     assert client.get("/numeros/").status_code == 200
     assert client.get(f"/numeros/{demo_issue.id}").status_code == 403
     assert client.get(f"/numeros/{demo_issue.id}/apercu").status_code == 403
+
+
+def test_a_save_without_version_is_refused(
+    editor: FlaskClient, demo_issue: Issue, db_session: Session
+) -> None:
+    token = csrf_token(editor, f"/numeros/{demo_issue.id}")
+    response = editor.post(
+        f"/numeros/{demo_issue.id}/reglages",
+        data={"csrf_token": token, "title": "Sans version", "subject": "Objet"},
+    )
+    assert response.status_code == 409
+    assert _issue(db_session, demo_issue.id).title != "Sans version"
+
+
+def test_refused_settings_keep_the_chosen_segments(
+    editor: FlaskClient, demo_issue: Issue, db_session: Session
+) -> None:
+    token, version = token_and_version(editor, f"/numeros/{demo_issue.id}")
+    elus = segment_id(db_session, "elus")
+    response = editor.post(
+        f"/numeros/{demo_issue.id}/reglages",
+        data={
+            "csrf_token": token,
+            "version": version,
+            "title": "Titre",
+            "subject": "Objet\u2028Bcc: x@y.fr",
+            "segments": [str(elus)],
+        },
+    )
+    assert response.status_code == 400
+    html = response.get_data(as_text=True)
+    assert "Une seule ligne ici" in html
+    assert re.search(rf'value="{elus}" checked', html)
+    assert html.count("checked") == 1
+
+
+def test_links_with_attributes_in_any_order(editor: FlaskClient, demo_issue: Issue) -> None:
+    path = f"/numeros/{demo_issue.id}/blocs/nouveau/text"
+    token, version = token_and_version(editor, path)
+    url = "https://www.aula.example.org/programme"
+    html = f'<p>Voir <a title="Programme" href="{url}">le programme</a></p>'
+    assert (
+        editor.post(
+            path, data={"csrf_token": token, "version": version, "action": "save", "html": html}
+        ).status_code
+        == 302
+    )
+    assert editor.get(f"/numeros/{demo_issue.id}").status_code == 200
+    text = editor.get(f"/numeros/{demo_issue.id}/apercu?format=texte").get_data(as_text=True)
+    assert "le programme [" in text
