@@ -23,6 +23,7 @@ from sqlalchemy.orm import sessionmaker
 from werkzeug.serving import make_server
 
 from service import create_app
+from service.accounts.models import Role, User
 from service.db import Session
 from service.demo.services import load_demo
 from service.issues.models import Issue, IssueStatus
@@ -204,9 +205,10 @@ def test_compose_review_approve(live: tuple[str, Flask], engine: Engine) -> None
         # An expired session: a cookie signed 9 hours ago is refused (lifetime: 8 h).
         serializer = SecureCookieSessionInterface().get_signing_serializer(app)
         assert isinstance(serializer, URLSafeTimedSerializer)
-        old = _sign_in_the_past(
-            serializer, {"_user_id": "1", "_fresh": True, "_permanent": True}, 9 * 3600
-        )
+        with OrmSession(engine) as session:
+            analyst = session.scalars(select(User).where(User.role == Role.ANALYST)).one()
+            session_id = analyst.get_id()  # a valid identity: only the age is wrong
+        old = _sign_in_the_past(serializer, {"_user_id": session_id, "_fresh": True}, 9 * 3600)
         page.context.clear_cookies()
         page.context.add_cookies([{"name": "session", "value": old, "url": base}])
         page.goto(issue_url)

@@ -1,5 +1,6 @@
 import datetime as dt
 import enum
+import hashlib
 
 from sqlalchemy import Boolean, String, true
 from sqlalchemy.orm import Mapped, mapped_column
@@ -50,4 +51,6 @@ class User(Base):
         return False
 
     def get_id(self) -> str:
-        return str(self.id)
+        # The session names the password too: a new password ends every other session.
+        fingerprint = hashlib.sha256(self.password_hash.encode()).hexdigest()[:16]
+        return f"{self.id}:{fingerprint}"

@@ -51,11 +51,14 @@ UNSENT_INVITATION = "accounts.unsent_invitation"
 
 
 @login_manager.user_loader  # type: ignore[untyped-decorator]
-def _load_user(user_id: str) -> User | None:
+def _load_user(session_id: str) -> User | None:
+    user_id, _, fingerprint = session_id.partition(":")
     if not user_id.isdigit():
         return None
     user = Session.get(User, int(user_id))
-    return user if user is not None and user.active else None
+    if user is None or not user.active or user.get_id() != session_id or not fingerprint:
+        return None
+    return user
 
 
 def _config() -> Config:

@@ -1,9 +1,15 @@
 import pytest
+from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy.orm import Session
 
 from service.accounts.models import Role, User
-from service.accounts.services import authenticate, normalise_email, verify_password
+from service.accounts.services import (
+    authenticate,
+    hash_password,
+    normalise_email,
+    verify_password,
+)
 from tests.factories import PASSWORD, UserFactory
 from tests.helpers import csrf_token, login
 
@@ -148,3 +154,16 @@ def test_successful_logins_do_not_count(client: FlaskClient, db_session: Session
     for _ in range(12):
         assert login(client, "known@agence.example.org").status_code == 302
         client.post("/logout", data={"csrf_token": csrf_token(client, "/")})
+
+
+def test_a_new_password_ends_other_sessions(
+    app: Flask, client: FlaskClient, db_session: Session
+) -> None:
+    user = UserFactory(email="known@agence.example.org")
+    login(client, "known@agence.example.org")
+    assert client.get("/").status_code == 200
+    stored = db_session.get(User, user.id)
+    assert stored is not None
+    stored.password_hash = hash_password("un tout nouveau mot de passe")
+    db_session.commit()
+    assert client.get("/").status_code == 302  # the old session no longer loads
