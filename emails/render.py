@@ -39,7 +39,9 @@ def _one_line_ending(value: object) -> object:
     """Text areas arrive with CRLF; MJML and SMTP both choke on a lone CR, and control
     characters are never valid in HTML: normalise every value the templates print."""
     if isinstance(value, str):
-        return _CONTROL.sub("", value.replace("\r\n", "\n").replace("\r", "\n"))
+        cleaned = _CONTROL.sub("", value.replace("\r\n", "\n").replace("\r", "\n"))
+        # Already-safe markup (sanitised rich text) must stay markup, not be escaped.
+        return Markup(cleaned) if isinstance(value, Markup) else cleaned  # noqa: S704
     return value
 
 

@@ -32,6 +32,7 @@ from emails import (
 )
 from emails.blocks import REGISTRY, BlockValidationError, get_kind, to_formdata
 from emails.checks import Finding
+from emails.formatting import parse_local
 from service.accounts.models import Role, User
 from service.accounts.permissions import ALL_STAFF, roles_required
 from service.assets import services as assets
@@ -39,6 +40,7 @@ from service.audience.models import Segment
 from service.audit.models import AuditEntry
 from service.audit.services import history
 from service.db import Session
+from service.delivery import services as delivery
 from service.issues import services
 from service.issues.forms import (
     CommentForm,
@@ -212,8 +214,25 @@ def _editor(
         history=_history(issue),
         can_publish=_user().role in PUBLISHERS,
         editable=issue.status in services.EDITABLE,
+        counts=delivery.progress(Session(), issue.id)
+        if issue.status
+        in {IssueStatus.SENDING, IssueStatus.PAUSED, IssueStatus.SENT, IssueStatus.CANCELLED}
+        else None,
+        sent_back=_last_comment(issue),
         **extra,
     ), status
+
+
+def _last_comment(issue: Issue) -> tuple[AuditEntry, str] | None:
+    """The publisher's comment when the issue was last sent back, while still in draft."""
+    if issue.status is not IssueStatus.DRAFT:
+        return None
+    for entry, name in _history(issue):
+        if entry.action == "issue.sent_back":
+            return entry, name
+        if entry.action in {"issue.submitted", "issue.approved"}:
+            return None
+    return None
 
 
 def _history(issue: Issue) -> list[tuple[AuditEntry, str]]:
@@ -593,3 +612,72 @@ def approve(issue_id: int) -> ResponseReturnValue:
 @roles_required(*PUBLISHERS)
 def send_back(issue_id: int) -> ResponseReturnValue:
     return _transition(issue_id, "send_back")
+
+
+# --- Sending (publishers) ---------------------------------------------------------------
+
+
+@bp.route("/<int:issue_id>/envoyer", methods=["POST"])
+@roles_required(*PUBLISHERS)
+def send(issue_id: int) -> ResponseReturnValue:
+    """Send an approved issue now, or schedule it (wall-clock time in Paris)."""
+    issue = _issue(issue_id)
+    form = VersionForm()
+    if not form.validate_on_submit():
+        abort(400)
+    raw = (request.form.get("at") or "").strip()
+    at = None
+    if raw:
+        try:
+            at = parse_local(raw.replace(" ", "T")[:16])
+        except ValueError:
+            flash(_("Date d'envoi non reconnue : « %(value)s ».", value=raw), "error")
+            return redirect(url_for("issues.edit", issue_id=issue_id, _anchor="envoi"))
+    try:
+        count = delivery.start_sending(Session(), issue, _user(), at=at)
+    except (delivery.DeliveryError, TransitionError) as error:
+        Session.rollback()
+        flash(
+            str(error) or _("Cette action n'est pas possible dans l'état actuel du numéro."),
+            "error",
+        )
+        return redirect(url_for("issues.edit", issue_id=issue_id, _anchor="envoi"))
+    if at is not None and issue.status is IssueStatus.SCHEDULED:
+        flash(_("Envoi programmé."), "success")
+    else:
+        flash(_("Envoi lancé vers %(count)d destinataires.", count=count), "success")
+    return redirect(url_for("issues.edit", issue_id=issue_id, _anchor="envoi"))
+
+
+@bp.route("/<int:issue_id>/controle", methods=["POST"])
+@roles_required(*PUBLISHERS)
+def control(issue_id: int) -> ResponseReturnValue:
+    """Pause, resume or cancel a sending (acts between two messages)."""
+    issue = _issue(issue_id)
+    form = VersionForm()
+    if not form.validate_on_submit():
+        abort(400)
+    action = request.form.get("action")
+    try:
+        if action == "pause":
+            delivery.set_paused(Session(), issue, _user(), paused=True)
+        elif action == "reprendre":
+            delivery.set_paused(Session(), issue, _user(), paused=False)
+        elif action == "annuler":
+            delivery.cancel(Session(), issue, _user())
+        else:
+            abort(400)
+    except TransitionError:
+        Session.rollback()
+        flash(_("Cette action n'est pas possible dans l'état actuel du numéro."), "error")
+    return redirect(url_for("issues.edit", issue_id=issue_id, _anchor="envoi"))
+
+
+@bp.route("/<int:issue_id>/progression")
+@roles_required(*EDITORS)
+def progress(issue_id: int) -> ResponseReturnValue:
+    """The live progress fragment (htmx polls it while the issue is sending)."""
+    issue = _issue(issue_id)
+    return render_template(
+        "issues/_progress.html", issue=issue, counts=delivery.progress(Session(), issue.id)
+    )

@@ -65,6 +65,9 @@ def test_html_structure(demo: IssueData, settings: RenderSettings) -> None:
     assert "display:none" in str(preheader["style"]).replace(" ", "")
     assert soup.find("h1").get_text(strip=True) == demo.title  # type: ignore[union-attr]
     assert "Bonjour Claire Dumont," in soup.get_text()
+    # Rich text arrives as HTML, not as escaped tags.
+    assert "&lt;p&gt;" not in html
+    assert "le commerce de demain" in [s.get_text() for s in soup.find_all("strong")]
     headings = [h.get_text(strip=True) for h in soup.find_all("h2")]
     assert "Agenda" in headings
     assert "Ressources" in headings

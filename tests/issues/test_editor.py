@@ -492,3 +492,45 @@ def test_links_with_attributes_in_any_order(editor: FlaskClient, demo_issue: Iss
     assert editor.get(f"/numeros/{demo_issue.id}").status_code == 200
     text = editor.get(f"/numeros/{demo_issue.id}/apercu?format=texte").get_data(as_text=True)
     assert "le programme [" in text
+
+
+def test_publisher_sends_schedules_pauses_and_cancels(
+    client: FlaskClient, demo_issue: Issue, db_session: Session
+) -> None:
+    from service.delivery.models import Delivery  # noqa: PLC0415
+
+    issue = _issue(db_session, demo_issue.id)
+    issue.status = IssueStatus.APPROVED
+    db_session.commit()
+    UserFactory(email="direction@agence.example.org", role=Role.PUBLISHER)
+    login(client, "direction@agence.example.org")
+    path = f"/numeros/{demo_issue.id}"
+    token, version = token_and_version(client, path)
+    scheduled = client.post(
+        f"{path}/envoyer",
+        data={"csrf_token": token, "version": version, "at": "2031-01-16T09:30"},
+        follow_redirects=True,
+    )
+    assert "Envoi programmé." in scheduled.get_data(as_text=True)
+    issue = _issue(db_session, demo_issue.id)
+    assert issue.status is IssueStatus.SCHEDULED
+    assert issue.scheduled_at is not None
+    assert issue.scheduled_at.isoformat() == "2031-01-16T08:30:00+00:00"  # 9 h 30 in Paris
+
+    issue.status = IssueStatus.APPROVED
+    db_session.commit()
+    token, version = token_and_version(client, path)
+    started = client.post(
+        f"{path}/envoyer", data={"csrf_token": token, "version": version}, follow_redirects=True
+    )
+    assert "Envoi lancé vers" in started.get_data(as_text=True)
+    assert _issue(db_session, demo_issue.id).status is IssueStatus.SENDING
+    total = len(list(db_session.scalars(select(Delivery.id))))
+    assert total >= 250
+    fragment = client.get(f"{path}/progression").get_data(as_text=True)
+    assert f"restants sur {total}." in fragment
+    token = csrf_token(client, path)
+    client.post(f"{path}/controle", data={"csrf_token": token, "action": "pause"})
+    assert _issue(db_session, demo_issue.id).status is IssueStatus.PAUSED
+    client.post(f"{path}/controle", data={"csrf_token": token, "action": "annuler"})
+    assert _issue(db_session, demo_issue.id).status is IssueStatus.CANCELLED
