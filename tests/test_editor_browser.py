@@ -115,12 +115,12 @@ def test_compose_review_approve(live: tuple[str, Flask], engine: Engine) -> None
         page.locator("[name='title']").fill("Hesdin accueille l'atelier commerce")
         page.locator("trix-editor").click()
         page.keyboard.type("Rendez-vous à la salle des fêtes.")
-        page.get_by_label("Adresse du lien").fill("www.aula.example.org/hesdin")
+        page.locator("#link-url").fill("www.aula.example.org/hesdin")
         page.get_by_label("Texte du lien").fill("Voir le programme de Hesdin")
         page.get_by_role("button", name="Enregistrer le bloc").click()
         expect(page.get_by_text("ajoutez https:// au début")).to_be_visible()
         expect(page.locator("[name='title']")).to_have_value("Hesdin accueille l'atelier commerce")
-        page.get_by_label("Adresse du lien").fill("https://www.aula.example.org/hesdin")
+        page.locator("#link-url").fill("https://www.aula.example.org/hesdin")
         _save_block(page)
 
         # Agenda: a wrong date format first.

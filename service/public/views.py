@@ -183,9 +183,10 @@ def confirm(token: str) -> ResponseReturnValue:
     )
 
 
-@bp.route("/preferences/<token>", methods=["GET", "POST"])
-# The short form written into every email footer (emails/mime.py).
+# The short form written into every email footer (emails/mime.py); url_for builds the
+# long one, registered first (decorators apply from the bottom up).
 @bp.route("/p/<token>", methods=["GET", "POST"])
+@bp.route("/preferences/<token>", methods=["GET", "POST"])
 @public
 @limiter.limit("30 per 10 minutes", methods=["POST"])
 def preferences(token: str) -> ResponseReturnValue:

@@ -56,7 +56,7 @@
     });
     toolbar.querySelectorAll("input[name=href]").forEach(function (input) {
       input.placeholder = "Adresse complète, commençant par https://";
-      input.setAttribute("aria-label", "Adresse du lien");
+      input.setAttribute("aria-label", "Adresse du lien dans le texte");
     });
     toolbar.querySelectorAll("input[data-trix-method=setAttribute]").forEach(function (input) {
       input.value = "Valider";

@@ -135,7 +135,7 @@ def test_subscribe_confirm_preferences_unsubscribe(live: str, engine: Engine) ->
         page.get_by_label("Prénom").fill("Camille")
         button.click()
         expect(page.get_by_role("alert").first).to_be_visible()
-        expect(page.get_by_text("Cochez cette case pour pouvoir vous inscrire.")).to_be_visible()
+        expect(page.locator("#consent-error")).to_be_visible()
         expect(page.get_by_label("J'accepte ces conditions")).to_have_attribute(
             "aria-invalid", "true"
         )
