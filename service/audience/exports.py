@@ -9,12 +9,12 @@ import csv
 import io
 import re
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from typing import IO, Any
 
 from flask_babel import gettext as _
 from openpyxl import Workbook
-from sqlalchemy import select
+from sqlalchemy import ColumnElement, select
 from sqlalchemy.orm import Session
 
 from service.audience.models import Membership, Segment, Subscriber
@@ -56,9 +56,13 @@ def _attributes(attributes: dict[str, Any] | None) -> str:
     return " | ".join(f"{key} : {value}" for key, value in (attributes or {}).items())
 
 
-def subscriber_rows(session: Session, segment: Segment | None = None) -> Iterator[list[str]]:
-    """Every subscriber (or a static segment's members, with their membership status),
-    read in chunks from a server-side cursor, already defused."""
+def subscriber_rows(
+    session: Session,
+    segment: Segment | None = None,
+    where: Sequence[ColumnElement[bool]] = (),
+) -> Iterator[list[str]]:
+    """Every subscriber (or a static segment's members, with their membership status, or
+    the result of a search), read in chunks from a server-side cursor, already defused."""
     status_column: Any = Subscriber.status if segment is None else Membership.status
     statement = select(
         Subscriber.email,
@@ -73,6 +77,8 @@ def subscriber_rows(session: Session, segment: Segment | None = None) -> Iterato
         Subscriber.created_at,
         Subscriber.attributes,
     ).order_by(Subscriber.id)
+    if where:
+        statement = statement.where(*where)
     if segment is not None:
         statement = statement.join(Membership, Membership.subscriber_id == Subscriber.id).where(
             Membership.segment_id == segment.id

@@ -39,6 +39,7 @@ from service.accounts.models import Role
 from service.accounts.permissions import roles_required
 from service.audience import exports, imports
 from service.audience.models import Import, ImportStatus, Segment, SegmentKind
+from service.audience.search import FILTERS, search_clauses
 from service.audit.services import record
 from service.config import Config
 from service.db import Session
@@ -288,9 +289,20 @@ def export_page() -> ResponseReturnValue:
     return render_template("imports/export.html", segments=_static_segments())
 
 
+def _search() -> list[Any]:
+    """The list page's filters, when the export is of a search (free text, place,
+    status, or a rule segment) rather than of a whole list segment."""
+    args = {k: (request.args.get(k) or "").strip() for k in FILTERS}
+    segment = Session.get(Segment, int(args["segment"])) if args["segment"].isdigit() else None
+    searching = any(args[k] for k in ("q", "statut", "commune", "epci")) or (
+        segment is not None and segment.kind is SegmentKind.RULE
+    )
+    return search_clauses(Session(), args) if searching else []
+
+
 def _export_segment() -> Segment | None:
     raw = request.args.get("segment") or ""
-    if not raw:
+    if not raw or _search():
         return None
     segment = Session.get(Segment, int(raw)) if raw.isdigit() else None
     if segment is None or segment.kind != SegmentKind.STATIC:
@@ -305,7 +317,15 @@ def _audit_export(segment: Segment | None, file_format: str) -> None:
         "subscribers.exported",
         "segment" if segment else None,
         segment.id if segment else None,
-        {"format": file_format, "segment": segment.name if segment else None},
+        {
+            "format": file_format,
+            "segment": segment.name if segment else None,
+            **(
+                {"filters": {k: v for k in FILTERS if (v := request.args.get(k))}}
+                if _search()
+                else {}
+            ),
+        },
     )
     Session.commit()  # audited before the first byte leaves
 
@@ -319,7 +339,7 @@ def _export_name(segment: Segment | None, extension: str) -> str:
 def export_csv() -> ResponseReturnValue:
     segment = _export_segment()
     _audit_export(segment, "csv")
-    rows = exports.subscriber_rows(Session(), segment)
+    rows = exports.subscriber_rows(Session(), segment, _search())
     response = Response(
         stream_with_context(exports.csv_chunks(rows, exports.header())),
         mimetype=exports.CSV_MIMETYPE,
@@ -334,7 +354,7 @@ def export_csv() -> ResponseReturnValue:
 def export_xlsx() -> ResponseReturnValue:
     segment = _export_segment()
     _audit_export(segment, "xlsx")
-    rows = exports.subscriber_rows(Session(), segment)
+    rows = exports.subscriber_rows(Session(), segment, _search())
     handle = exports.xlsx_file(rows, exports.header(), segment.name if segment else _("Abonnés"))
     response = Response(exports.file_chunks(handle), mimetype=exports.XLSX_MIMETYPE)
     name = _export_name(segment, "xlsx")

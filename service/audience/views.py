@@ -19,7 +19,7 @@ from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from flask_login import current_user
 from flask_wtf import FlaskForm
-from sqlalchemy import ColumnElement, func, or_, select
+from sqlalchemy import ColumnElement, func, select
 
 from service.accounts.models import Role, User
 from service.accounts.permissions import roles_required
@@ -32,6 +32,7 @@ from service.audience.models import (
     SubscriberStatus,
 )
 from service.audience.rules import FIELDS, OPERATORS, RuleError
+from service.audience.search import FILTERS, search_clauses
 from service.audit.services import history, record
 from service.db import Session
 from service.delivery.models import Delivery
@@ -73,32 +74,8 @@ def _user() -> User:
 
 
 def _filters() -> tuple[list[ColumnElement[bool]], dict[str, str]]:
-    args = {
-        k: (request.args.get(k) or "").strip()
-        for k in ("q", "segment", "statut", "commune", "epci")
-    }
-    clauses: list[ColumnElement[bool]] = []
-    if args["q"]:
-        like = f"%{args['q']}%"
-        clauses.append(
-            or_(
-                Subscriber.email.ilike(like),
-                Subscriber.last_name.ilike(like),
-                Subscriber.first_name.ilike(like),
-                Subscriber.organisation.ilike(like),
-            )
-        )
-    if args["statut"] in SubscriberStatus.__members__.values():
-        clauses.append(Subscriber.status == SubscriberStatus(args["statut"]))
-    if args["commune"]:
-        clauses.append(Subscriber.commune == args["commune"])
-    if args["epci"]:
-        clauses.append(Subscriber.epci == args["epci"])
-    if args["segment"].isdigit():
-        segment = Session.get(Segment, int(args["segment"]))
-        if segment is not None:
-            clauses.append(segments.member_clause(segment))
-    return clauses, args
+    args = {k: (request.args.get(k) or "").strip() for k in FILTERS}
+    return search_clauses(Session(), args), args
 
 
 @bp.route("/")

@@ -319,3 +319,28 @@ def test_retention(db_session: Session) -> None:
         db_session.get(Event, stale.id).ip_truncated,
     ) == (None, None)  # type: ignore[union-attr]
     assert db_session.get(Event, fresh.id).delivery_id == delivery.id  # type: ignore[union-attr]
+
+
+def test_export_of_a_search_and_of_a_rule_segment(admin: FlaskClient, db_session: Session) -> None:
+    _people(db_session)
+    rule = Segment(
+        slug="call",
+        name="CALL",
+        kind=SegmentKind.RULE,
+        rule={"all": [{"field": "epci", "op": "eq", "value": "CALL"}]},
+    )
+    db_session.add(rule)
+    db_session.commit()
+    by_search = admin.get("/abonnes/import/export/abonnes.csv?commune=Lens&statut=active")
+    lines = by_search.data.decode("utf-8-sig").strip().splitlines()
+    assert sorted(line.split(";")[0] for line in lines[1:]) == [
+        "maire@lens.example.fr",
+        "sans-fonction@lens.example.fr",
+    ]
+    by_rule = admin.get(f"/abonnes/import/export/abonnes.csv?segment={rule.id}").data.decode(
+        "utf-8-sig"
+    )
+    assert len(by_rule.strip().splitlines()) == 1 + 3  # active members of the CALL
+    page = admin.get("/abonnes/?commune=Lens").get_data(as_text=True)
+    assert "/abonnes/import/export/abonnes.csv?" in page
+    assert "commune=Lens" in page
