@@ -1,0 +1,148 @@
+"""An issue sent for real: a Celery worker process on Redis claims the deliveries,
+renders and sends them to an SMTP server, and the issue finishes by itself."""
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from aiosmtpd.controller import Controller
+from sqlalchemy import Engine, select, text
+from sqlalchemy.orm import Session as OrmSession
+
+from service import create_app
+from service.accounts.models import Role, User
+from service.audience.models import (
+    Membership,
+    MembershipStatus,
+    Segment,
+    Subscriber,
+    SubscriberStatus,
+)
+from service.db import Session
+from service.delivery import services
+from service.delivery.models import Delivery, DeliveryStatus
+from service.issues.models import Block, Issue, IssueStatus
+from service.models import Base
+from service.newsletters.models import Newsletter
+from tests.conftest import TEST_REDIS_URL, _Collect, free_port, make_config
+
+ROOT = Path(__file__).resolve().parents[2]
+pytestmark = [pytest.mark.slow, pytest.mark.postgres_only]
+RECIPIENTS = 30
+
+
+def _seed(engine: Engine) -> int:
+    with OrmSession(engine) as session:
+        newsletter = Newsletter(
+            slug="lettre",
+            name="La Lettre",
+            sender_name="AULA",
+            sender_email="lettre@aula.example.org",
+            postal_address="Béthune",
+        )
+        segment = Segment(slug="elus", name="Élus")
+        user = User(
+            email="direction@aula.example.org",
+            name="Direction",
+            role=Role.PUBLISHER,
+            password_hash="!",
+        )
+        issue = Issue(
+            newsletter=newsletter,
+            number=1,
+            title="Numéro 1",
+            subject="Numéro 1",
+            status=IssueStatus.APPROVED,
+            segments=[segment],
+        )
+        issue.blocks.append(
+            Block(position=0, kind="text", data={"title": None, "html": "<p>Bonjour</p>"})
+        )
+        session.add_all([newsletter, segment, user, issue])
+        for n in range(RECIPIENTS):
+            subscriber = Subscriber(
+                email=f"elu{n}@ternois.example.fr", status=SubscriberStatus.ACTIVE
+            )
+            session.add(
+                Membership(subscriber=subscriber, segment=segment, status=MembershipStatus.ACTIVE)
+            )
+        session.commit()
+        return issue.id
+
+
+def test_a_worker_sends_the_whole_issue(engine: Engine, database_url: str, tmp_path: Path) -> None:
+    issue_id = _seed(engine)
+    sink = _Collect()
+    smtp = Controller(sink, hostname="127.0.0.1", port=free_port())
+    smtp.start()
+    env = {
+        k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "REDIS_URL", "SECRET_KEY"}
+    }
+    env.update(
+        LETTRINE_INSTANCE=str(tmp_path / "instance"),
+        DATABASE_URL=database_url,
+        REDIS_URL=TEST_REDIS_URL,
+        SECRET_KEY="test-secret-key",
+        SMTP_HOST="127.0.0.1",
+        SMTP_PORT=str(smtp.port),
+        BASE_URL="https://lettre.aula.example.org",
+    )
+    log = tmp_path / "worker.log"
+    with log.open("wb") as out:
+        worker = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "celery",
+                "-A",
+                "workers.celery_app",
+                "worker",
+                "--concurrency=2",
+                "--loglevel=INFO",
+                "--without-gossip",
+                "--without-mingle",
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    app = create_app(
+        make_config(
+            tmp_path / "app", database_url, broker_url=TEST_REDIS_URL, redis_url=TEST_REDIS_URL
+        )
+    )
+    try:
+        with app.app_context():
+            session = Session()
+            issue = session.get(Issue, issue_id)
+            publisher = session.scalars(select(User)).one()
+            assert services.start_sending(session, issue, publisher) == RECIPIENTS
+            Session.remove()
+        deadline = time.monotonic() + 90
+        status = None
+        while time.monotonic() < deadline:
+            with OrmSession(engine) as check:
+                status = check.scalar(select(Issue.status).where(Issue.id == issue_id))
+            if status is IssueStatus.SENT:
+                break
+            if worker.poll() is not None:
+                pytest.fail(f"worker died:\n{log.read_text()[-3000:]}")
+            time.sleep(0.2)  # polling the ledger: the issue's status is the event awaited
+        assert status is IssueStatus.SENT, log.read_text()[-3000:]
+        with OrmSession(engine) as check:
+            statuses = list(check.scalars(select(Delivery.status)))
+        assert statuses == [DeliveryStatus.SENT] * RECIPIENTS
+        received = sorted(rcpt[0] for _from, rcpt, _raw in sink.messages)
+        assert received == sorted(f"elu{n}@ternois.example.fr" for n in range(RECIPIENTS))
+    finally:
+        worker.terminate()
+        worker.wait(timeout=30)
+        smtp.stop()
+        app.extensions["engine"].dispose()
+        tables = ", ".join(f'"{t.name}"' for t in reversed(Base.metadata.sorted_tables))
+        with engine.begin() as conn:
+            conn.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
