@@ -53,6 +53,9 @@ class SmtpSender:
         self.config = config
         self.timeout = timeout
         self._smtp: smtplib.SMTP | None = None
+        # True between MAIL and the final reply: if anything interrupted a message there,
+        # the next one starts with RSET (else "503 nested MAIL command").
+        self._in_transaction = False
 
     def __enter__(self) -> Self:
         return self
@@ -81,6 +84,10 @@ class SmtpSender:
         """MAIL, RCPT, DATA by hand, to know whether a failure came before or after the "."."""
         try:
             smtp = self._connection()
+            if self._in_transaction:
+                self._rset(smtp)
+                smtp = self._connection()
+            self._in_transaction = True
             try:
                 code, reply = smtp.mail(envelope_from)
             except smtplib.SMTPServerDisconnected:
@@ -118,18 +125,20 @@ class SmtpSender:
             self._reset()
             message_lost = f"connexion perdue après l'envoi du message : {error}"
             raise UnknownOutcomeError(message_lost) from None
+        self._in_transaction = False
         if code != 250:
             raise SendError(_text(reply), code=code, permanent=code >= 500)
         return Accepted(code, _text(reply))
 
-    @staticmethod
-    def _rset(smtp: smtplib.SMTP) -> None:
+    def _rset(self, smtp: smtplib.SMTP) -> None:
+        self._in_transaction = False
         try:
             smtp.rset()
         except (OSError, smtplib.SMTPException):
-            smtp.close()
+            self._reset()
 
     def _reset(self) -> None:
+        self._in_transaction = False
         if self._smtp is not None:
             try:
                 self._smtp.close()

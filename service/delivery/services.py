@@ -247,6 +247,10 @@ def _deliver(  # noqa: PLR0917 - the state of one message in flight
     message: bytes,
 ) -> DeliveryStatus:
     delivery.attempts += 1
+    # Never hold a database transaction across network I/O: the attempt is on record
+    # before the message leaves, and in embedded mode the dev outbox, which receives it,
+    # writes to the same SQLite file.
+    session.commit()
     try:
         accepted = sender.send(envelope_from, [subscriber.email], message)
     except UnknownOutcomeError as error:
