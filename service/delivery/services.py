@@ -122,7 +122,9 @@ def cancel(session: Session, issue: Issue, user: User) -> int:
     return int(getattr(result, "rowcount", 0) or 0)
 
 
-def claim(session: Session, issue_id: int, owner: str, size: int = BATCH) -> list[int]:
+def claim(
+    session: Session, issue_id: int, owner: str, size: int = BATCH, lease: dt.timedelta = LEASE
+) -> list[int]:
     """Lease up to ``size`` deliveries that are due; other workers skip them. Commits."""
     now = utcnow()
     due = (
@@ -142,7 +144,7 @@ def claim(session: Session, issue_id: int, owner: str, size: int = BATCH) -> lis
         session.execute(
             update(Delivery)
             .where(Delivery.id.in_(ids))
-            .values(status=DeliveryStatus.LEASED, lease_expires_at=now + LEASE, leased_by=owner)
+            .values(status=DeliveryStatus.LEASED, lease_expires_at=now + lease, leased_by=owner)
         )
     session.commit()
     return ids
@@ -193,7 +195,7 @@ def send_batch(
     if issue is None or issue.status is not IssueStatus.SENDING:
         return result
     owner = owner or worker_name()
-    ids = claim(session, issue_id, owner)
+    ids = claim(session, issue_id, owner, lease=dt.timedelta(seconds=config.delivery_lease_seconds))
     if not ids:
         finish_if_done(session, issue)
         return result
