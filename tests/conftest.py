@@ -5,6 +5,7 @@ TEST_DATABASE_URL picks the database; the special value "sqlite" uses a fresh
 SQLite file. TEST_REDIS_URL is the Redis used by the worker tests.
 """
 
+import contextlib
 import os
 import socket
 from collections.abc import Iterator
@@ -13,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import redis
 from aiosmtpd.controller import Controller
 from flask import Flask
 from flask.testing import FlaskClient
@@ -146,3 +148,12 @@ def mail_sink(app: Flask) -> Iterator[_Collect]:
     )
     yield handler
     controller.stop()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _clean_test_broker() -> None:
+    """Tasks left in the test Redis database by an earlier run (a killed worker's
+    unacknowledged ones) must not reach this run's workers."""
+    # The SQLite pass may run without Redis; the worker tests say so themselves.
+    with contextlib.suppress(redis.RedisError):
+        redis.Redis.from_url(TEST_REDIS_URL, socket_connect_timeout=2).flushdb()
