@@ -19,15 +19,13 @@ from pathlib import Path
 from flask.testing import FlaskClient
 from sqlalchemy import text
 
+from bench.record import write_section
 from service import create_app
 from service.accounts.models import Role
 from service.accounts.services import create_user
 from service.cli import upgrade_database
 from service.config import load_config
 from service.db import Session, make_engine
-
-DOC = Path(__file__).resolve().parent.parent / "docs" / "benchmarks.md"
-START, END = "<!-- bench/audience.py:start -->", "<!-- bench/audience.py:end -->"
 
 
 def _populate(url: str, count: int) -> None:
@@ -169,16 +167,11 @@ def main() -> None:
     )
     print(output)
     if args.write:
-        current = DOC.read_text()
-        section = f"{START}\n{output}\n{END}"
-        if START in current:
-            before, rest = current.split(START, 1)
-            DOC.write_text(before + section + rest.split(END, 1)[1])
-        else:
-            DOC.write_text(
-                current.rstrip("\n") + "\n\n## Subscriber list at scale (`bench/audience.py`)\n\n"
-                "```sh\n.venv/bin/python -m bench.audience --write\n```\n\n" + section + "\n"
-            )
+        write_section(
+            "audience",
+            output,
+            "## Subscriber list at scale (`bench/audience.py`)\n\n```sh\n.venv/bin/python -m bench.audience --write\n```\n\n",
+        )
 
 
 if __name__ == "__main__":

@@ -27,6 +27,7 @@ from pathlib import Path
 from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
+from bench.record import write_section
 from service.audience import imports
 from service.audience.models import (
     Import,
@@ -42,8 +43,6 @@ from service.cli import upgrade_database
 from service.config import load_config
 from service.db import make_engine
 
-DOC = Path(__file__).resolve().parent.parent / "docs" / "benchmarks.md"
-START, END = "<!-- bench/import.py:start -->", "<!-- bench/import.py:end -->"
 SECRET = "bench-secret"  # noqa: S105 - throwaway HMAC key for a scratch database
 
 FIRST = [
@@ -324,14 +323,7 @@ def main() -> None:
     output = "\n".join(table)
     print(output)
     if args.write:
-        current = DOC.read_text() if DOC.exists() else ""
-        section = f"{START}\n{output}\n{END}"
-        if START in current:
-            before, rest = current.split(START, 1)
-            after = rest.split(END, 1)[1]
-            DOC.write_text(before + section + after)
-        else:
-            DOC.write_text(current + ("\n" if current else "") + section + "\n")
+        write_section("import", output)
 
 
 if __name__ == "__main__":

@@ -24,6 +24,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from bench.record import write_section
 from emails import Personaliser, Recipient, build_template, compile_variant
 from emails.dkim import DkimSigner
 from service.config import load_config
@@ -32,9 +33,6 @@ from service.demo.services import load_demo
 from service.issues.models import Issue
 from service.issues.rendering import issue_data, render_settings
 from service.models import Base
-
-DOC = Path(__file__).resolve().parent.parent / "docs" / "benchmarks.md"
-START, END = "<!-- bench/render.py:start -->", "<!-- bench/render.py:end -->"
 
 
 def _best_rate(run: Callable[[int], None], count: int, repeats: int = 3) -> float:
@@ -184,14 +182,7 @@ def main() -> None:
     output = "\n".join(table)
     print(output)
     if args.write:
-        current = DOC.read_text() if DOC.exists() else ""
-        section = f"{START}\n{output}\n{END}"
-        if START in current:
-            before, rest = current.split(START, 1)
-            after = rest.split(END, 1)[1]
-            DOC.write_text(before + section + after)
-        else:
-            DOC.write_text(current + ("\n" if current else "") + section + "\n")
+        write_section("render", output)
 
 
 if __name__ == "__main__":

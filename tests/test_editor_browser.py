@@ -17,7 +17,7 @@ from flask import Flask
 from flask.sessions import SecureCookieSessionInterface
 from itsdangerous import URLSafeTimedSerializer
 from playwright.sync_api import Page, expect
-from sqlalchemy import Engine, select, text
+from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session as OrmSession
 from sqlalchemy.orm import sessionmaker
 from werkzeug.serving import make_server
@@ -27,10 +27,10 @@ from service.accounts.models import Role, User
 from service.db import Session
 from service.demo.services import load_demo
 from service.issues.models import Issue, IssueStatus
-from service.models import Base
 from service.outbox.server import make_controller
 from tests.browser import chromium
 from tests.conftest import free_port, make_config
+from tests.processes import truncate_all
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.postgres_only]
 PASSWORD = "lettrine-demo"
@@ -60,9 +60,7 @@ def live(engine: Engine, database_url: str, tmp_path: Path) -> Iterator[tuple[st
         outbox.stop()
         Session.remove()
         app.extensions["engine"].dispose()
-        tables = ", ".join(f'"{t.name}"' for t in reversed(Base.metadata.sorted_tables))
-        with engine.begin() as conn:
-            conn.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+        truncate_all(engine)
 
 
 def _login(page: Page, base: str, email: str) -> None:

@@ -6,7 +6,6 @@ import asyncio
 import os
 import signal
 import subprocess
-import sys
 import threading
 import time
 from collections import Counter
@@ -15,7 +14,7 @@ from typing import Any
 
 import pytest
 from aiosmtpd.controller import Controller
-from sqlalchemy import Engine, func, select, text
+from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session as OrmSession
 
 from service import create_app
@@ -24,9 +23,9 @@ from service.db import Session, utcnow
 from service.delivery import services
 from service.delivery.models import Delivery, DeliveryStatus
 from service.issues.models import Issue, IssueStatus
-from service.models import Base
 from tests.conftest import TEST_REDIS_URL, free_port, make_config
 from tests.delivery.test_worker_sending import _seed
+from tests.processes import start_worker, truncate_all, worker_env
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = [pytest.mark.slow, pytest.mark.postgres_only]
@@ -50,26 +49,7 @@ class SlowReceiver:
 
 
 def _worker(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
-    with log.open("ab") as out:
-        return subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "celery",
-                "-A",
-                "workers.celery_app",
-                "worker",
-                f"--concurrency={WORKER_PROCESSES}",
-                "--loglevel=INFO",
-                "--without-gossip",
-                "--without-mingle",
-            ],
-            cwd=ROOT,
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+    return start_worker(env, log, concurrency=WORKER_PROCESSES)
 
 
 def _wait(condition: Any, seconds: float, what: str, log: Path) -> None:
@@ -86,14 +66,10 @@ def test_killed_worker_loses_nothing(engine: Engine, database_url: str, tmp_path
     receiver = SlowReceiver(kill_after=8)
     smtp = Controller(receiver, hostname="127.0.0.1", port=free_port())
     smtp.start()
-    env = {
-        k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "REDIS_URL", "SECRET_KEY"}
-    }
-    env.update(
-        LETTRINE_INSTANCE=str(tmp_path / "instance"),
-        DATABASE_URL=database_url,
+    env = worker_env(
+        tmp_path / "instance",
+        database_url,
         REDIS_URL=TEST_REDIS_URL,
-        SECRET_KEY="test-secret-key",
         SMTP_HOST="127.0.0.1",
         SMTP_PORT=str(smtp.port),
         DELIVERY_LEASE_SECONDS="2",
@@ -160,6 +136,4 @@ def test_killed_worker_loses_nothing(engine: Engine, database_url: str, tmp_path
                 worker.wait(timeout=30)
         smtp.stop()
         app.extensions["engine"].dispose()
-        tables = ", ".join(f'"{t.name}"' for t in reversed(Base.metadata.sorted_tables))
-        with engine.begin() as conn:
-            conn.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+        truncate_all(engine)

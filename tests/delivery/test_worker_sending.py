@@ -1,15 +1,12 @@
 """An issue sent for real: a Celery worker process on Redis claims the deliveries,
 renders and sends them to an SMTP server, and the issue finishes by itself."""
 
-import os
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 from aiosmtpd.controller import Controller
-from sqlalchemy import Engine, select, text
+from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session as OrmSession
 
 from service import create_app
@@ -25,9 +22,9 @@ from service.db import Session
 from service.delivery import services
 from service.delivery.models import Delivery, DeliveryStatus
 from service.issues.models import Block, Issue, IssueStatus
-from service.models import Base
 from service.newsletters.models import Newsletter
 from tests.conftest import TEST_REDIS_URL, _Collect, free_port, make_config
+from tests.processes import start_worker, truncate_all, worker_env
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = [pytest.mark.slow, pytest.mark.postgres_only]
@@ -78,38 +75,16 @@ def test_a_worker_sends_the_whole_issue(engine: Engine, database_url: str, tmp_p
     sink = _Collect()
     smtp = Controller(sink, hostname="127.0.0.1", port=free_port())
     smtp.start()
-    env = {
-        k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "REDIS_URL", "SECRET_KEY"}
-    }
-    env.update(
-        LETTRINE_INSTANCE=str(tmp_path / "instance"),
-        DATABASE_URL=database_url,
+    env = worker_env(
+        tmp_path / "instance",
+        database_url,
         REDIS_URL=TEST_REDIS_URL,
-        SECRET_KEY="test-secret-key",
         SMTP_HOST="127.0.0.1",
         SMTP_PORT=str(smtp.port),
         BASE_URL="https://lettre.aula.example.org",
     )
     log = tmp_path / "worker.log"
-    with log.open("wb") as out:
-        worker = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "celery",
-                "-A",
-                "workers.celery_app",
-                "worker",
-                "--concurrency=2",
-                "--loglevel=INFO",
-                "--without-gossip",
-                "--without-mingle",
-            ],
-            cwd=ROOT,
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
+    worker = start_worker(env, log, concurrency=2)
     app = create_app(
         make_config(
             tmp_path / "app", database_url, broker_url=TEST_REDIS_URL, redis_url=TEST_REDIS_URL
@@ -143,6 +118,4 @@ def test_a_worker_sends_the_whole_issue(engine: Engine, database_url: str, tmp_p
         worker.wait(timeout=30)
         smtp.stop()
         app.extensions["engine"].dispose()
-        tables = ", ".join(f'"{t.name}"' for t in reversed(Base.metadata.sorted_tables))
-        with engine.begin() as conn:
-            conn.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+        truncate_all(engine)

@@ -1,8 +1,6 @@
 """A real Celery worker (embedded filesystem broker) runs the dry run then the import."""
 
-import os
 import subprocess
-import sys
 import time
 import uuid
 from pathlib import Path
@@ -18,6 +16,7 @@ from service.audit.models import AuditEntry
 from service.taskqueue import celery_settings
 from tests.conftest import make_config
 from tests.imports.files import csv_bytes
+from tests.processes import start_worker, worker_env
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.slow
@@ -58,37 +57,9 @@ def test_import_through_a_real_worker(engine: Engine, database_url: str, tmp_pat
         session.commit()
         import_id = record.id
 
-    env = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "REDIS_URL"}}
-    env.update(
-        LETTRINE_INSTANCE=str(instance),
-        DATABASE_URL=database_url,
-        SECRET_KEY="test-secret-key",
-        PYTHONUNBUFFERED="1",
-    )
+    env = worker_env(instance, database_url)
     log = tmp_path / "worker.log"
-    with log.open("wb") as out:
-        worker = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "celery",
-                "-A",
-                "workers.celery_app",
-                "worker",
-                "--concurrency=1",
-                "--loglevel=INFO",
-                "-Q",
-                queue,
-                "--without-gossip",
-                "--without-mingle",
-                "--hostname",
-                f"{queue}@%h",
-            ],
-            cwd=ROOT,
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
+    worker = start_worker(env, log, queue=queue)
     sender = Celery("test-sender")
     sender.config_from_object(celery_settings(config))
     try:

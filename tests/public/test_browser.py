@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 from playwright.sync_api import ConsoleMessage, Page, expect
-from sqlalchemy import Engine, select, text
+from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session as OrmSession
 from sqlalchemy.orm import sessionmaker
 from werkzeug.serving import make_server
@@ -34,13 +34,13 @@ from service.audience.models import (
 from service.db import Session
 from service.delivery.models import Delivery, DeliveryStatus
 from service.issues.models import Issue
-from service.models import Base
 from service.newsletters.models import Newsletter
 from service.outbox.models import OutboxMessage
 from service.outbox.server import make_controller
 from service.tracking.models import Event
 from tests.browser import chromium
 from tests.conftest import free_port, make_config
+from tests.processes import truncate_all
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.postgres_only]
 ADDRESS = "visiteuse@commune-lievin.example.fr"
@@ -80,9 +80,7 @@ def live(engine: Engine, database_url: str, tmp_path: Path) -> Iterator[str]:
         outbox.stop()
         Session.remove()
         app.extensions["engine"].dispose()
-        tables = ", ".join(f'"{t.name}"' for t in reversed(Base.metadata.sorted_tables))
-        with engine.begin() as conn:
-            conn.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+        truncate_all(engine)
 
 
 def _outbox_message(engine: Engine, recipient: str, timeout: float = 15) -> EmailMessage:

@@ -1,9 +1,7 @@
 """A real Celery worker process, on Redis and on the embedded filesystem broker,
 runs a task that writes to the test database."""
 
-import os
 import subprocess
-import sys
 import time
 import uuid
 from pathlib import Path
@@ -15,6 +13,7 @@ from sqlalchemy import Engine, delete, select
 from service.system.models import WorkerHeartbeat
 from service.taskqueue import celery_settings
 from tests.conftest import TEST_REDIS_URL, make_config
+from tests.processes import start_worker, worker_env
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -33,15 +32,7 @@ def _wait_for_row(engine: Engine, name: str, worker: subprocess.Popen[bytes], lo
 
 @pytest.fixture(params=["redis", "filesystem"])
 def broker_env(request: pytest.FixtureRequest, tmp_path: Path, database_url: str) -> dict[str, str]:
-    env = {
-        k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "REDIS_URL", "SECRET_KEY"}
-    }
-    env.update(
-        LETTRINE_INSTANCE=str(tmp_path / "instance"),
-        DATABASE_URL=database_url,
-        SECRET_KEY="test-secret-key",
-        PYTHONUNBUFFERED="1",
-    )
+    env = worker_env(tmp_path / "instance", database_url)
     if request.param == "redis":
         env["REDIS_URL"] = TEST_REDIS_URL
     return env
@@ -51,29 +42,7 @@ def test_worker_round_trip(broker_env: dict[str, str], engine: Engine, tmp_path:
     queue = f"test-{uuid.uuid4().hex[:8]}"
     name = f"probe-{uuid.uuid4().hex}"
     log = tmp_path / "worker.log"
-    with log.open("wb") as out:
-        worker = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "celery",
-                "-A",
-                "workers.celery_app",
-                "worker",
-                "--concurrency=1",
-                "--loglevel=INFO",
-                "-Q",
-                queue,
-                "--without-gossip",
-                "--without-mingle",
-                "--hostname",
-                f"{queue}@%h",
-            ],
-            cwd=ROOT,
-            env=broker_env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
+    worker = start_worker(broker_env, log, queue=queue)
     try:
         config = make_config(
             Path(broker_env["LETTRINE_INSTANCE"]),
