@@ -126,7 +126,22 @@ def presend_checks(
     settings = render_settings(config, issue.id)
     template = build_template(data, variant, settings)
     sample = Personaliser(data, template, settings).render(SAMPLE_RECIPIENT)
-    return run_checks(data, [variant], send_at=send_at, html_sizes=[html_part_size(sample)])
+    findings = run_checks(data, [variant], send_at=send_at, html_sizes=[html_part_size(sample)])
+    return findings + _dkim_alignment(config, issue.newsletter.sender_email)
+
+
+def _dkim_alignment(config: Config, sender: str) -> list[Finding]:
+    """DMARC passes on DKIM only when the signing domain matches the From domain."""
+    domain = sender.rpartition("@")[2].lower()
+    signing = (config.dkim_domain or "").lower()
+    if not signing or domain == signing or domain.endswith("." + signing):
+        return []
+    message = (
+        f"Les messages sont signés (DKIM) pour « {signing} » mais envoyés depuis "
+        f"« {domain} » : les messageries qui appliquent DMARC risquent de les refuser. "
+        "Alignez l'adresse d'expédition de la lettre et DKIM_DOMAIN."
+    )
+    return [Finding("warning", "dkim-alignment", message)]
 
 
 SAMPLE_RECIPIENT = Recipient(

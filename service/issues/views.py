@@ -41,6 +41,7 @@ from service.audit.models import AuditEntry
 from service.audit.services import history
 from service.db import Session
 from service.delivery import services as delivery
+from service.extensions import limiter
 from service.issues import services
 from service.issues.forms import (
     CommentForm,
@@ -539,8 +540,15 @@ def preview(issue_id: int) -> ResponseReturnValue:
     return response
 
 
+def _user_key() -> str:
+    return f"test-send:{current_user.get_id()}"
+
+
 @bp.route("/<int:issue_id>/test", methods=["POST"])
 @roles_required(*EDITORS)
+# Test sends go to any address, signed by the agency: a cap per person keeps a stolen
+# account from turning them into a mailing tool.
+@limiter.limit("30 per hour", key_func=_user_key)
 def send_test(issue_id: int) -> ResponseReturnValue:
     issue = _issue(issue_id)
     form = TestSendForm()

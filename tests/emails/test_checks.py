@@ -152,3 +152,13 @@ def test_block_reserved_to_segments_not_in_the_audience(demo: IssueData) -> None
     others = frozenset(demo.audience - restricted.segments)
     assert "block-unseen" in _codes(replace(demo, audience=others))
     assert "block-unseen" not in _codes(demo)
+
+
+def test_dkim_domain_must_match_the_sender(demo_issue: Issue, config: Config) -> None:
+    aligned = replace(config, dkim_domain="aula.example.org")
+    assert "dkim-alignment" not in {
+        f.code for f in presend_checks(demo_issue, aligned, BEFORE_EVENTS)
+    }
+    other = replace(config, dkim_domain="mailer.example.net")
+    findings = presend_checks(demo_issue, other, BEFORE_EVENTS)
+    assert "dkim-alignment" in {f.code for f in findings}

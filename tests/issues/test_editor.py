@@ -534,3 +534,13 @@ def test_publisher_sends_schedules_pauses_and_cancels(
     assert _issue(db_session, demo_issue.id).status is IssueStatus.PAUSED
     client.post(f"{path}/controle", data={"csrf_token": token, "action": "annuler"})
     assert _issue(db_session, demo_issue.id).status is IssueStatus.CANCELLED
+
+
+def test_test_sends_are_capped_per_person(editor: FlaskClient, demo_issue: Issue) -> None:
+    token = csrf_token(editor, f"/numeros/{demo_issue.id}")
+    path = f"/numeros/{demo_issue.id}/test"
+    for _ in range(30):
+        assert editor.post(path, data={"csrf_token": token, "addresses": "x"}).status_code == 400
+    capped = editor.post(path, data={"csrf_token": token, "addresses": "x"})
+    assert capped.status_code == 429
+    assert "Trop de tentatives" in capped.get_data(as_text=True)
