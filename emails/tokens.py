@@ -24,13 +24,14 @@ _URLSAFE = bytes.maketrans(b"+/", b"-_")
 # per-delivery system tokens.
 DELIVERY_LINK, ISSUE_LINK, OPEN, UNSUBSCRIBE, PREFERENCES = b"d", b"i", b"o", b"u", b"p"
 ISSUE_OPEN = b"a"  # the open pixel of an anonymously tracked issue
+BOUNCE = b"b"  # the envelope sender of a delivery: bounces come back naming it
 # Links per issue we ever sign; verifying costs a hash of 6 bytes per position, so a
 # forged token naming position 65535 must be refused before hashing.
 MAX_LINKS = 4096
 SYSTEM_KINDS = (OPEN, UNSUBSCRIBE, PREFERENCES)
 
 TokenKind = Literal[
-    "delivery_link", "issue_link", "open", "unsubscribe", "preferences", "issue_open"
+    "delivery_link", "issue_link", "open", "unsubscribe", "preferences", "issue_open", "bounce"
 ]
 _NAMES: dict[bytes, TokenKind] = {
     DELIVERY_LINK: "delivery_link",
@@ -39,6 +40,7 @@ _NAMES: dict[bytes, TokenKind] = {
     UNSUBSCRIBE: "unsubscribe",
     PREFERENCES: "preferences",
     ISSUE_OPEN: "issue_open",
+    BOUNCE: "bounce",
 }
 
 
@@ -78,6 +80,9 @@ class TokenSigner:
         stream = self._stream(b"I", issue_id, (position + 1) * TAG)
         return self._encode(ISSUE_LINK, issue_id, position, stream[position * TAG :])
 
+    def bounce_token(self, delivery_id: int) -> str:
+        return self._encode(BOUNCE, delivery_id, 0, self._stream(b"B", delivery_id, TAG))
+
     def issue_open_token(self, issue_id: int) -> str:
         return self._encode(ISSUE_OPEN, issue_id, 0, self._stream(b"A", issue_id, TAG))
 
@@ -104,6 +109,8 @@ class TokenSigner:
             return None
         if kind == ISSUE_OPEN and position == 0:
             expected = self._stream(b"A", ident, TAG)
+        elif kind == BOUNCE and position == 0:
+            expected = self._stream(b"B", ident, TAG)
         elif kind == DELIVERY_LINK:
             expected = self._stream(b"L", ident, (position + 1) * TAG)[position * TAG :]
         elif kind == ISSUE_LINK:
@@ -118,3 +125,17 @@ class TokenSigner:
         if not hmac.compare_digest(expected, tag):
             return None
         return Token(_NAMES[kind], ident, position)
+
+
+def as_local_part(token: str) -> str:
+    """A token for an address's local part: hex, since some servers change its case."""
+    return base64.urlsafe_b64decode(token.encode("ascii")).hex()
+
+
+def from_local_part(value: str) -> str | None:
+    """The token back from ``as_local_part`` (None if it is not one)."""
+    try:
+        raw = bytes.fromhex(value)
+    except ValueError:
+        return None
+    return base64.urlsafe_b64encode(raw).decode("ascii") if len(raw) == 15 else None

@@ -17,6 +17,7 @@ from service.audience.views import bp as audience_bp
 from service.config import Config, load_config
 from service.dashboard.views import bp as dashboard_bp
 from service.db import Session, bind_session, make_engine
+from service.delivery.views import bp as delivery_hooks_bp
 from service.extensions import babel, csrf, limiter, login_manager
 from service.i18n import select_locale
 from service.issues.views import bp as issues_bp
@@ -96,6 +97,7 @@ def _register_blueprints(app: Flask) -> None:
     app.register_blueprint(newsletters_bp)
     app.register_blueprint(assets_bp)
     app.register_blueprint(audience_bp)
+    app.register_blueprint(delivery_hooks_bp)
     app.register_blueprint(imports_bp)
 
 

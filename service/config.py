@@ -85,6 +85,8 @@ class Config:
     web_port: int = 5000
     # How long a worker owns a claimed batch before the sweeper gives it to another.
     delivery_lease_seconds: int = 300
+    # Shared secret of the bounce webhook (unset: the webhook answers 404).
+    bounce_webhook_token: str | None = None
     # Reverse proxies in front of the app whose X-Forwarded-* headers are trusted.
     proxy_count: int = 0
     extra: dict[str, Any] = field(default_factory=dict)
@@ -144,6 +146,7 @@ def load_config(**overrides: Any) -> Config:
         "base_url": os.environ.get("BASE_URL", f"http://127.0.0.1:{port}").rstrip("/"),
         "web_port": port,
         "delivery_lease_seconds": int(os.environ.get("DELIVERY_LEASE_SECONDS", "300") or 300),
+        "bounce_webhook_token": os.environ.get("BOUNCE_WEBHOOK_TOKEN") or None,
         "instance_path": folder,
         "secure_cookies": _bool("SECURE_COOKIES", default=False),
         "outbox_enabled": _bool("OUTBOX_ENABLED", default=True),

@@ -18,6 +18,7 @@ from tests.helpers import csrf_token, login
 
 # Routes reachable without logging in, on purpose.
 EXPECTED_PUBLIC = {
+    "delivery_hooks.bounce",
     "accounts.login",
     "accounts.set_language",
     "accounts.forgot_password",

@@ -23,6 +23,7 @@ from service.audience.services import address_hmac, suppress
 from service.audit.services import record
 from service.config import Config
 from service.db import utcnow
+from service.delivery.bounces import bounce_address
 from service.delivery.models import TERMINAL_DELIVERY_STATUSES, Delivery, DeliveryStatus
 from service.delivery.sender import Sender, SendError, UnknownOutcomeError
 from service.delivery.snapshot import parse_variant, snapshot
@@ -200,7 +201,6 @@ def send_batch(
         finish_if_done(session, issue)
         return result
     signer = dkim_signer(config)
-    envelope_from = issue.newsletter.sender_email
     if session.get_bind().dialect.name == "postgresql":
         # Outcomes are committed one by one; a worker crash loses nothing committed, and
         # PostgreSQL need not wait for the disk on each of them.
@@ -231,8 +231,11 @@ def send_batch(
         if signer is not None:
             message = signer.sign(message)
         # The same Message-ID the personaliser wrote into the headers.
-        delivery.message_id = f"{issue_id}.{delivery.id}@{personaliser.settings.list_domain}"
-        status = _deliver(session, config, sender, delivery, subscriber, envelope_from, message)
+        domain = personaliser.settings.list_domain
+        delivery.message_id = f"{issue_id}.{delivery.id}@{domain}"
+        # VERP: bounces come back to an address naming this delivery.
+        bounces_to = bounce_address(personaliser.settings.signer, delivery.id, domain)
+        status = _deliver(session, config, sender, delivery, subscriber, bounces_to, message)
         result.outcomes[delivery.id] = status
         _count(result, status)
     result.more = True
