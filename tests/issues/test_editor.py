@@ -116,6 +116,7 @@ def test_invalid_block_keeps_the_input(editor: FlaskClient, demo_issue: Issue) -
     assert "ajoutez https:// au début" in html
     assert "Un texte déjà écrit qu" in html
     assert 'value="www.aula.example.org/atelier"' in html
+    assert 'value="Le programme"' in html  # the link text is kept too
     assert 'aria-invalid="true"' in html
 
 
