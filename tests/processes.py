@@ -3,11 +3,21 @@
 import os
 import subprocess
 import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
+from flask import Flask
 from sqlalchemy import Engine, text
+from sqlalchemy.orm import sessionmaker
+from werkzeug.serving import make_server
 
+from service import create_app
+from service.db import Session
 from service.models import Base
+from service.outbox.server import make_controller
+from tests.conftest import free_port, make_config
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -63,3 +73,24 @@ def truncate_all(engine: Engine) -> None:
     tables = ", ".join(f'"{t.name}"' for t in reversed(Base.metadata.sorted_tables))
     with engine.begin() as conn:
         conn.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+
+
+@contextmanager
+def live_app(engine: Engine, database_url: str, instance: Path) -> Iterator[tuple[str, Flask]]:
+    """The app served for real on a free port (own sessions, real commits), with the dev
+    outbox receiving its mail; everything committed is removed afterwards."""
+    outbox = make_controller(sessionmaker(engine), "127.0.0.1", free_port())
+    outbox.start()
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    app = create_app(make_config(instance, database_url, smtp_port=outbox.port, base_url=base))
+    server = make_server("127.0.0.1", port, app, threaded=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield base, app
+    finally:
+        server.shutdown()
+        outbox.stop()
+        Session.remove()
+        app.extensions["engine"].dispose()
+        truncate_all(engine)

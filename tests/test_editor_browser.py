@@ -7,7 +7,6 @@ an expired session and a missing CSRF token are refused.
 """
 
 import re
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,18 +18,12 @@ from itsdangerous import URLSafeTimedSerializer
 from playwright.sync_api import Page, expect
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session as OrmSession
-from sqlalchemy.orm import sessionmaker
-from werkzeug.serving import make_server
 
-from service import create_app
 from service.accounts.models import Role, User
-from service.db import Session
 from service.demo.services import load_demo
 from service.issues.models import Issue, IssueStatus
-from service.outbox.server import make_controller
 from tests.browser import chromium
-from tests.conftest import free_port, make_config
-from tests.processes import truncate_all
+from tests.processes import live_app
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.postgres_only]
 PASSWORD = "lettrine-demo"
@@ -42,25 +35,8 @@ def live(engine: Engine, database_url: str, tmp_path: Path) -> Iterator[tuple[st
     with OrmSession(engine) as session:
         load_demo(session)
         session.commit()
-    outbox = make_controller(sessionmaker(engine), "127.0.0.1", free_port())
-    outbox.start()
-    port = free_port()
-    app = create_app(
-        make_config(
-            tmp_path, database_url, smtp_port=outbox.port, base_url=f"http://127.0.0.1:{port}"
-        )
-    )
-    server = make_server("127.0.0.1", port, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{port}", app
-    finally:
-        server.shutdown()
-        outbox.stop()
-        Session.remove()
-        app.extensions["engine"].dispose()
-        truncate_all(engine)
+    with live_app(engine, database_url, tmp_path) as served:
+        yield served
 
 
 def _login(page: Page, base: str, email: str) -> None:

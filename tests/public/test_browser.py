@@ -8,7 +8,6 @@ from the List-Unsubscribe URL of a bulletin sent to them.
 import email
 import email.policy
 import re
-import threading
 import time
 from collections.abc import Iterator
 from email.message import EmailMessage
@@ -18,11 +17,8 @@ import pytest
 from playwright.sync_api import ConsoleMessage, Page, expect
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session as OrmSession
-from sqlalchemy.orm import sessionmaker
-from werkzeug.serving import make_server
 
 from emails.tokens import TokenSigner
-from service import create_app
 from service.audience.models import (
     MembershipStatus,
     Segment,
@@ -31,16 +27,13 @@ from service.audience.models import (
     SubscriberStatus,
     Suppression,
 )
-from service.db import Session
 from service.delivery.models import Delivery, DeliveryStatus
 from service.issues.models import Issue
 from service.newsletters.models import Newsletter
 from service.outbox.models import OutboxMessage
-from service.outbox.server import make_controller
 from service.tracking.models import Event
 from tests.browser import chromium
-from tests.conftest import free_port, make_config
-from tests.processes import truncate_all
+from tests.processes import live_app
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.postgres_only]
 ADDRESS = "visiteuse@commune-lievin.example.fr"
@@ -62,25 +55,8 @@ def live(engine: Engine, database_url: str, tmp_path: Path) -> Iterator[str]:
         for slug, name in (("elus", "Élus"), ("commerce", "Commerce de demain")):
             session.add(Segment(slug=slug, name=name, kind=SegmentKind.STATIC, is_public=True))
         session.commit()
-    outbox = make_controller(sessionmaker(engine), "127.0.0.1", free_port())
-    outbox.start()
-    port = free_port()
-    app = create_app(
-        make_config(
-            tmp_path, database_url, smtp_port=outbox.port, base_url=f"http://127.0.0.1:{port}"
-        )
-    )
-    server = make_server("127.0.0.1", port, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.shutdown()
-        outbox.stop()
-        Session.remove()
-        app.extensions["engine"].dispose()
-        truncate_all(engine)
+    with live_app(engine, database_url, tmp_path) as (base, _app):
+        yield base
 
 
 def _outbox_message(engine: Engine, recipient: str, timeout: float = 15) -> EmailMessage:
