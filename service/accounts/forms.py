@@ -2,10 +2,11 @@ from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
 from wtforms import EmailField, IntegerField, PasswordField, SelectField, StringField
 from wtforms.fields.choices import SelectChoice
-from wtforms.validators import DataRequired, Email, EqualTo, InputRequired, Length, ValidationError
+from wtforms.validators import DataRequired, EqualTo, InputRequired, Length, ValidationError
 from wtforms.widgets import HiddenInput
 
 from service.accounts.models import Role
+from service.forms import sendable_address
 
 MIN_PASSWORD_LENGTH = 12
 # The login form accepts up to this many characters: a longer password could never be typed in.
@@ -71,7 +72,7 @@ class InviteForm(FlaskForm):  # type: ignore[misc]
         validators=[
             DataRequired(_l("Indiquez l'adresse e-mail de la personne à inviter.")),
             Length(max=254, message=_l("L'adresse ne doit pas dépasser 254 caractères.")),
-            Email(_l("Cette adresse e-mail n'est pas valide.")),
+            sendable_address,
         ],
         filters=[_strip],
         render_kw={"autocomplete": "off"},

@@ -16,7 +16,6 @@ from wtforms import (
 )
 from wtforms.validators import (
     DataRequired,
-    Email,
     InputRequired,
     Length,
     NumberRange,
@@ -25,6 +24,7 @@ from wtforms.validators import (
     ValidationError,
 )
 
+from service.forms import sendable_address
 from service.newsletters.models import TrackingMode
 from service.newsletters.services import COLOR_RE
 
@@ -86,7 +86,7 @@ class NewsletterForm(FlaskForm):  # type: ignore[misc]
         validators=[
             DataRequired(_l("Indiquez l'adresse de l'expéditeur.")),
             single_line,
-            Email(_l("Cette adresse e-mail n'est pas valide.")),
+            sendable_address,
             Length(max=254),
         ],
     )
@@ -97,7 +97,7 @@ class NewsletterForm(FlaskForm):  # type: ignore[misc]
         validators=[
             Optional(),
             single_line,
-            Email(_l("Cette adresse e-mail n'est pas valide.")),
+            sendable_address,
             Length(max=254),
         ],
     )

@@ -10,7 +10,7 @@ from wtforms.fields.choices import SelectChoice
 from wtforms.validators import DataRequired, Length, Optional, ValidationError
 from wtforms.widgets import CheckboxInput, ListWidget
 
-from service.audience.services import InvalidAddressError, normalise_address
+from service.forms import sendable_address
 
 CIVILITIES = (("", _l("Non précisée")), ("Mme", _l("Madame")), ("M.", _l("Monsieur")))
 
@@ -27,13 +27,6 @@ def _single_line(_form: FlaskForm, field: StringField) -> None:
     # Names end up in e-mail headers: no control characters (CR/LF above all).
     if field.data and any(ord(char) < 32 or ord(char) == 127 for char in field.data):
         raise ValidationError(_l("Ce champ ne doit tenir que sur une ligne."))
-
-
-def _deliverable(_form: FlaskForm, field: EmailField) -> None:
-    try:
-        normalise_address(field.data or "")
-    except InvalidAddressError as error:
-        raise ValidationError(str(error)) from None
 
 
 class MultiCheckboxField(SelectMultipleField):  # type: ignore[misc]
@@ -81,7 +74,7 @@ class SubscribeForm(ProfileFields):
         validators=[
             DataRequired(_l("Indiquez votre adresse e-mail.")),
             Length(max=254, message=_l("L'adresse ne doit pas dépasser 254 caractères.")),
-            _deliverable,
+            sendable_address,
         ],
         filters=[_strip],
         render_kw={"autocomplete": "email"},

@@ -183,7 +183,7 @@ def test_invite_form_errors_are_french_and_accessible(
     response = _invite(client, "pas-une-adresse", "", role="superuser")
     assert response.status_code == 200
     html = unescape(response.get_data(as_text=True))
-    assert "Cette adresse e-mail n'est pas valide." in html
+    assert "Adresse invalide : « pas-une-adresse » (il manque le @)." in html
     assert "Indiquez le nom de la personne à inviter." in html
     assert "Choisissez un rôle dans la liste." in html
     assert 'role="alert"' in html

@@ -128,7 +128,7 @@ def test_empty_reply_to_is_stored_as_none(client: FlaskClient, db_session: Sessi
         ("sender_name", "Agence\r\nBcc: victime@example.org", "Une seule ligne ici"),
         ("name", "Lettre\nX-Injected: oui", "Une seule ligne ici"),
         ("reply_to", "a@aula.example.org\r\nBcc: b@example.org", "Une seule ligne ici"),
-        ("sender_email", "pas-une-adresse", "Cette adresse e-mail n'est pas valide."),
+        ("sender_email", "pas-une-adresse", "il manque le @"),
         ("tracking_mode", "espion", None),
         ("tracking_retention_days", "0", "Durée entre 1 et 3 650 jours."),
     ],
