@@ -55,6 +55,9 @@ class Issue(Base):
     created_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
     send_started_at: Mapped[dt.datetime | None]
     sent_at: Mapped[dt.datetime | None]
+    # The last problem that stopped or held the sending (relay refused, window closed…),
+    # shown to the publisher; cleared when messages flow again.
+    send_error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[created_at]
     updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
     # Optimistic locking: a save based on a stale version fails instead of

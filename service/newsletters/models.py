@@ -1,6 +1,7 @@
+import datetime as dt
 import enum
 
-from sqlalchemy import ForeignKey, Integer, String, Text
+from sqlalchemy import Boolean, ForeignKey, Integer, String, Text, Time
 from sqlalchemy.orm import Mapped, mapped_column
 
 from service.db import Base, created_at, enum_column, intpk, str120, str255
@@ -31,4 +32,9 @@ class Newsletter(Base):
     # Days per-recipient tracking data is kept before it is anonymised.
     tracking_retention_days: Mapped[int] = mapped_column(Integer, default=365)
     website_url: Mapped[str255 | None]
+    # Optional send window (Europe/Paris): messages wait for the next open slot.
+    send_window_start: Mapped[dt.time | None] = mapped_column(Time)
+    send_window_end: Mapped[dt.time | None] = mapped_column(Time)
+    send_weekdays_only: Mapped[bool] = mapped_column(Boolean, default=False)
+    send_skip_holidays: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[created_at]
