@@ -55,6 +55,72 @@ def _port(name: str, default: str) -> int:
     return port
 
 
+def _rate(name: str) -> float:
+    raw = os.environ.get(name, "0").strip() or "0"
+    try:
+        rate = float(raw)
+    except ValueError:
+        raise ConfigError(
+            f"{name}={raw!r} is not a rate (messages per second, 0: no limit)."
+        ) from None
+    if not 0 <= rate < 1e6:
+        raise ConfigError(f"{name}={raw!r}: give messages per second, 0 for no limit.")
+    return rate
+
+
+def _domain_rates(name: str) -> dict[str, float]:
+    """``orange.fr=10,wanadoo.fr=10``: messages per second for these recipient domains."""
+    rates: dict[str, float] = {}
+    for item in filter(None, (part.strip() for part in os.environ.get(name, "").split(","))):
+        domain, _, value = item.partition("=")
+        try:
+            rate = float(value)
+        except ValueError:
+            rate = -1
+        if not domain.strip() or not 0 < rate < 1e6:
+            raise ConfigError(f"{name}: {item!r} should read domain=messages per second.")
+        rates[domain.strip().lower()] = rate
+    return rates
+
+
+IMAP_TLS_MODES = {"implicit": 993, "starttls": 143, "none": 143}
+
+
+@dataclass(frozen=True)
+class ImapSettings:
+    """The bounce mailbox, read over IMAP (BOUNCE_IMAP_*)."""
+
+    host: str
+    port: int
+    user: str
+    password: str = field(repr=False)
+    # "implicit" (TLS from the first byte, port 993), "starttls" (143), or "none":
+    # plain text, for a server on the same machine (tests) only.
+    tls: str = "implicit"
+    folder: str = "INBOX"
+
+
+def _bounce_imap() -> ImapSettings | None:
+    """BOUNCE_IMAP_HOST unset: no mailbox to read (the webhook may still take reports)."""
+    host = os.environ.get("BOUNCE_IMAP_HOST", "").strip()
+    if not host:
+        return None
+    tls = os.environ.get("BOUNCE_IMAP_TLS", "implicit").strip().lower()
+    if tls not in IMAP_TLS_MODES:
+        raise ConfigError(f"BOUNCE_IMAP_TLS={tls!r}: choose implicit, starttls or none.")
+    user = os.environ.get("BOUNCE_IMAP_USER", "")
+    if not user:
+        raise ConfigError("BOUNCE_IMAP_HOST is set: give BOUNCE_IMAP_USER and BOUNCE_IMAP_PASSWORD.")
+    return ImapSettings(
+        host=host,
+        port=_port("BOUNCE_IMAP_PORT", str(IMAP_TLS_MODES[tls])),
+        user=user,
+        password=os.environ.get("BOUNCE_IMAP_PASSWORD", ""),
+        tls=tls,
+        folder=os.environ.get("BOUNCE_IMAP_FOLDER", "").strip() or "INBOX",
+    )
+
+
 def _bool(name: str, default: bool) -> bool:
     raw = os.environ.get(name)
     if raw is None:
@@ -87,8 +153,15 @@ class Config:
     delivery_lease_seconds: int = 300
     # Shared secret of the bounce webhook (unset: the webhook answers 404).
     bounce_webhook_token: str | None = None
+    # The bounce mailbox read every minute over IMAP (None: not configured).
+    bounce_imap: ImapSettings | None = None
     # Reverse proxies in front of the app whose X-Forwarded-* headers are trusted.
     proxy_count: int = 0
+    # Messages per second through the SMTP relay, and per recipient domain (0: no limit);
+    # shared by every worker through Redis. A 421/4.7.x answer slows that domain down.
+    send_rate: float = 0
+    domain_rate: float = 0
+    domain_rates: dict[str, float] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -147,10 +220,14 @@ def load_config(**overrides: Any) -> Config:
         "web_port": port,
         "delivery_lease_seconds": int(os.environ.get("DELIVERY_LEASE_SECONDS", "300") or 300),
         "bounce_webhook_token": os.environ.get("BOUNCE_WEBHOOK_TOKEN") or None,
+        "bounce_imap": _bounce_imap(),
         "instance_path": folder,
         "secure_cookies": _bool("SECURE_COOKIES", default=False),
         "outbox_enabled": _bool("OUTBOX_ENABLED", default=True),
         "proxy_count": _port("PROXY_COUNT", "0") if os.environ.get("PROXY_COUNT") else 0,
+        "send_rate": _rate("SEND_RATE"),
+        "domain_rate": _rate("SEND_DOMAIN_RATE"),
+        "domain_rates": _domain_rates("SEND_DOMAIN_RATES"),
     }
     values.update(overrides)
     return Config(**values)

@@ -8,6 +8,8 @@ from service.audience.imports import run as run_subscriber_import
 from service.db import Session
 from service.delivery import services as delivery
 from service.delivery.sender import SmtpSender, make_sender
+from service.delivery.throttle import Throttle, make_throttle
+from service.stats.services import roll_up
 from service.system.services import record_heartbeat
 
 
@@ -40,11 +42,22 @@ def _sender() -> SmtpSender:
     return _SENDER
 
 
+# Rates shared by all workers (Redis); one client per process.
+_THROTTLE: Throttle | None = None
+
+
+def _throttle() -> Throttle:
+    global _THROTTLE  # noqa: PLW0603 - per-process client, on purpose
+    if _THROTTLE is None:
+        _THROTTLE = make_throttle(current_app.extensions["lettrine_config"])
+    return _THROTTLE
+
+
 @shared_task(name="lettrine.delivery.send_batch")
 def send_batch(issue_id: int) -> None:
     """Send one leased batch of an issue, then hand the rest to the next task."""
     config = current_app.extensions["lettrine_config"]
-    result = delivery.send_batch(Session(), issue_id, config, _sender())
+    result = delivery.send_batch(Session(), issue_id, config, _sender(), throttle=_throttle())
     if result.more:
         current_app.extensions["celery"].send_task("lettrine.delivery.send_batch", args=[issue_id])
 
@@ -53,3 +66,9 @@ def send_batch(issue_id: int) -> None:
 def sweep() -> None:
     """Every 30 s: expired leases, lost tasks, finished and due issues."""
     delivery.sweep(Session())
+
+
+@shared_task(name="lettrine.stats.roll_up")
+def roll_up_stats() -> None:
+    """Every minute: fold settled events into the statistics rollups (idempotent)."""
+    roll_up(Session())

@@ -36,6 +36,16 @@ class UnknownOutcomeError(SendError):
         super().__init__(message, permanent=True)
 
 
+class RelayError(SendError):
+    """The relay itself is unusable (unreachable, refuses our login or TLS): no message
+    was offered, so none is charged an attempt. ``needs_operator``: retrying will not
+    help until someone fixes the configuration (the issue is paused)."""
+
+    def __init__(self, message: str, *, needs_operator: bool) -> None:
+        super().__init__(message, permanent=False)
+        self.needs_operator = needs_operator
+
+
 @dataclass(frozen=True)
 class Accepted:
     code: int
@@ -70,15 +80,47 @@ class SmtpSender:
 
     def _connection(self) -> smtplib.SMTP:
         if self._smtp is None:
+            self._smtp = self._open()
+        return self._smtp
+
+    def _open(self) -> smtplib.SMTP:
+        relay = f"{self.config.smtp_host}:{self.config.smtp_port}"
+        try:
             smtp = smtplib.SMTP(self.config.smtp_host, self.config.smtp_port, timeout=self.timeout)
+        except (OSError, smtplib.SMTPException) as error:
+            raise RelayError(
+                f"Relais SMTP {relay} injoignable : {error}", needs_operator=False
+            ) from None
+        try:
             smtp.ehlo_or_helo_if_needed()
             if self.config.smtp_starttls:
-                smtp.starttls(context=ssl.create_default_context())
+                try:
+                    smtp.starttls(context=ssl.create_default_context())
+                except (ssl.SSLError, smtplib.SMTPNotSupportedError, ssl.CertificateError) as error:
+                    raise RelayError(
+                        f"Relais SMTP {relay} : TLS refusé ou certificat invalide ({error}). "
+                        "Vérifiez SMTP_STARTTLS et le certificat du relais.",
+                        needs_operator=True,
+                    ) from None
                 smtp.ehlo()
             if self.config.smtp_username:
-                smtp.login(self.config.smtp_username, self.config.smtp_password or "")
-            self._smtp = smtp
-        return self._smtp
+                try:
+                    smtp.login(self.config.smtp_username, self.config.smtp_password or "")
+                except (smtplib.SMTPAuthenticationError, smtplib.SMTPNotSupportedError) as error:
+                    raise RelayError(
+                        f"Relais SMTP {relay} : identifiants refusés ({_describe(error)}). "
+                        "Vérifiez SMTP_USERNAME et SMTP_PASSWORD.",
+                        needs_operator=True,
+                    ) from None
+        except RelayError:
+            smtp.close()
+            raise
+        except (OSError, smtplib.SMTPException) as error:
+            smtp.close()
+            raise RelayError(
+                f"Relais SMTP {relay} injoignable : {error}", needs_operator=False
+            ) from None
+        return smtp
 
     def send(self, envelope_from: str, recipients: Sequence[str], message: bytes) -> Accepted:
         """MAIL, RCPT, DATA by hand, to know whether a failure came before or after the "."."""
@@ -152,6 +194,12 @@ class SmtpSender:
             except (OSError, smtplib.SMTPException):
                 self._smtp.close()
             self._smtp = None
+
+
+def _describe(error: smtplib.SMTPException) -> str:
+    if isinstance(error, smtplib.SMTPResponseException):
+        return f"{error.smtp_code} {_text(error.smtp_error)}"
+    return str(error)
 
 
 def _text(reply: bytes | str) -> str:

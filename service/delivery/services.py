@@ -7,6 +7,7 @@ was sending. Redis only carries "there is work for issue N".
 """
 
 import datetime as dt
+import logging
 import os
 import socket
 import time
@@ -17,6 +18,7 @@ from sqlalchemy import func, select, text, update
 from sqlalchemy.orm import Session
 
 from emails import Personaliser, Recipient, build_template, compile_variant
+from emails.dkim import DkimSigner
 from service.accounts.models import User
 from service.audience.models import Subscriber, SubscriberStatus, Suppression, SuppressionReason
 from service.audience.services import address_hmac, suppress
@@ -25,8 +27,10 @@ from service.config import Config
 from service.db import utcnow
 from service.delivery.bounces import bounce_address
 from service.delivery.models import TERMINAL_DELIVERY_STATUSES, Delivery, DeliveryStatus
-from service.delivery.sender import Sender, SendError, UnknownOutcomeError
+from service.delivery.sender import RelayError, Sender, SendError, UnknownOutcomeError
 from service.delivery.snapshot import parse_variant, snapshot
+from service.delivery.throttle import Throttle
+from service.delivery.window import PARIS, Window
 from service.issues.models import Issue, IssueStatus
 from service.issues.rendering import dkim_signer, issue_data, render_settings
 from service.issues.states import transition
@@ -38,6 +42,11 @@ STATUS_CHECK_EVERY = 0.5  # seconds: pause and cancel act within a second
 SEND_TASK = "lettrine.delivery.send_batch"
 PARALLEL_TASKS = 4
 HARD_BOUNCE_CODES = ("5.1.", "5.2.1")
+# "Too many messages / try later": the receiving domain asks us to slow down.
+SLOW_DOWN_CODES = ("4.7.", "4.2.1")
+THROTTLE_HOLD_MIN = dt.timedelta(seconds=5)
+
+log = logging.getLogger(__name__)
 
 
 class DeliveryError(Exception):
@@ -102,6 +111,8 @@ def start_due(session: Session) -> list[int]:
 
 def set_paused(session: Session, issue: Issue, user: User, *, paused: bool) -> None:
     transition(issue, IssueStatus.PAUSED if paused else IssueStatus.SENDING)
+    if not paused:
+        issue.send_error = None
     record(session, user.id, "issue.paused" if paused else "issue.resumed", "issue", issue.id)
     if not paused:
         _enqueue(session, issue.id, PARALLEL_TASKS)
@@ -189,12 +200,20 @@ def send_batch(
     *,
     owner: str | None = None,
     clock: Callable[[], float] = time.monotonic,
+    throttle: Throttle | None = None,
+    sleep: Callable[[float], None] = time.sleep,
 ) -> BatchResult:
     """Use case (worker): claim a batch, send it, commit each outcome as it comes."""
     result = BatchResult()
     issue = session.get(Issue, issue_id)
     if issue is None or issue.status is not IssueStatus.SENDING:
         return result
+    window = Window.of(issue.newsletter)
+    if (opens := window.next_open(utcnow())) is not None:
+        # Outside the send window: nothing is claimed; the sweeper comes back every 30 s.
+        _set_send_error(session, issue, _window_message(opens))
+        return result
+    closes = window.closes_at(utcnow())
     owner = owner or worker_name()
     ids = claim(session, issue_id, owner, lease=dt.timedelta(seconds=config.delivery_lease_seconds))
     if not ids:
@@ -217,29 +236,130 @@ def send_batch(
         if clock() - last_check > STATUS_CHECK_EVERY:
             last_check = clock()
             session.refresh(issue, ["status"])
-            if issue.status is not IssueStatus.SENDING:
+            if issue.status is not IssueStatus.SENDING or (closes and utcnow() >= closes):
                 _release(session, [d.id for d, _s in rows[position:]])
                 result.stopped = True
                 return result
         if subscriber.email in suppressed or subscriber.status is not SubscriberStatus.ACTIVE:
             _record(session, delivery, DeliveryStatus.CANCELLED, "adresse supprimée ou désinscrite")
             continue
-        personaliser = TEMPLATES.personaliser(issue, config, delivery.variant)
-        message = personaliser.render(
-            Recipient(delivery.id, subscriber.email, subscriber.first_name, subscriber.last_name)
-        )
-        if signer is not None:
-            message = signer.sign(message)
-        # The same Message-ID the personaliser wrote into the headers.
-        domain = personaliser.settings.list_domain
-        delivery.message_id = f"{issue_id}.{delivery.id}@{domain}"
-        # VERP: bounces come back to an address naming this delivery.
-        bounces_to = bounce_address(personaliser.settings.signer, delivery.id, domain)
-        status = _deliver(session, config, sender, delivery, subscriber, bounces_to, message)
+        message, bounces_to = _message(issue, config, signer, delivery, subscriber)
+        recipient_domain = subscriber.email.rpartition("@")[2]
+        if throttle is not None and _held_back(
+            session, delivery, recipient_domain, throttle, sleep
+        ):
+            result.deferred += 1
+            continue
+        try:
+            status = _deliver(session, config, sender, delivery, subscriber, bounces_to, message)
+        except RelayError as error:
+            _relay_down(session, issue, [d.id for d, _s in rows[position:]], delivery, error)
+            result.stopped = True
+            return result
+        if status is DeliveryStatus.DEFERRED and throttle is not None and _slow_down(delivery):
+            rate = throttle.slow_down(recipient_domain)
+            log.info("%s asked to slow down: %.3f msg/s for a while", recipient_domain, rate)
+        if status is DeliveryStatus.SENT and issue.send_error and not result.sent:
+            _set_send_error(session, issue, None)
         result.outcomes[delivery.id] = status
         _count(result, status)
     result.more = True
     return result
+
+
+def _message(
+    issue: Issue,
+    config: Config,
+    signer: DkimSigner | None,
+    delivery: Delivery,
+    subscriber: Subscriber,
+) -> tuple[bytes, str]:
+    """The personalised (and signed) message, and its VERP envelope sender."""
+    personaliser = TEMPLATES.personaliser(issue, config, delivery.variant)
+    message = personaliser.render(
+        Recipient(delivery.id, subscriber.email, subscriber.first_name, subscriber.last_name)
+    )
+    if signer is not None:
+        message = signer.sign(message)
+    # The same Message-ID the personaliser wrote into the headers.
+    domain = personaliser.settings.list_domain
+    delivery.message_id = f"{issue.id}.{delivery.id}@{domain}"
+    # VERP: bounces come back to an address naming this delivery.
+    return message, bounce_address(personaliser.settings.signer, delivery.id, domain)
+
+
+def _held_back(
+    session: Session,
+    delivery: Delivery,
+    domain: str,
+    throttle: Throttle,
+    sleep: Callable[[float], None],
+) -> bool:
+    """Wait for the relay's and the domain's rates; True when the wait would be long
+    and the message is held back instead (deferred without an attempt)."""
+    wait = throttle.wait(domain)
+    if wait is None:
+        rate = throttle.rate_for(domain) or 1.0
+        delivery.next_attempt_at = utcnow() + max(THROTTLE_HOLD_MIN, dt.timedelta(seconds=1 / rate))
+        _record(session, delivery, DeliveryStatus.DEFERRED, f"débit limité pour {domain}")
+        return True
+    if wait:
+        sleep(wait)
+    return False
+
+
+def _slow_down(delivery: Delivery) -> bool:
+    reply = delivery.last_reply or ""
+    return reply.startswith("421") or reply[4:].startswith(SLOW_DOWN_CODES)
+
+
+def _relay_down(
+    session: Session, issue: Issue, ids: list[int], delivery: Delivery, error: RelayError
+) -> None:
+    """No message was offered: nothing is charged; the batch goes back to the queue.
+
+    A relay that refuses our credentials or TLS needs a person: the issue is paused
+    with the reason shown. An unreachable relay is retried by the sweeper."""
+    delivery.attempts -= 1
+    session.commit()
+    _release(session, ids)
+    message = str(error)
+    if error.needs_operator:
+        message += " L'envoi est en pause : corrigez la configuration puis reprenez."
+        session.execute(
+            update(Issue)
+            .where(Issue.id == issue.id, Issue.status == IssueStatus.SENDING)
+            .values(status=IssueStatus.PAUSED)
+            .execution_options(synchronize_session=False)
+        )
+        record(session, None, "issue.paused", "issue", issue.id, {"reason": str(error)})
+    else:
+        message += " Nouvel essai automatique dans moins d'une minute."
+    log.warning("issue %s: %s", issue.id, message)
+    _set_send_error(session, issue, message)
+
+
+def _set_send_error(session: Session, issue: Issue, message: str | None) -> None:
+    """What holds the sending, for the publisher; a plain UPDATE (the issue's version,
+    which guards editors' saves, is not a sending concern). Commits."""
+    if issue.send_error == message:
+        return
+    session.execute(
+        update(Issue)
+        .where(Issue.id == issue.id)
+        .values(send_error=message)
+        .execution_options(synchronize_session=False)
+    )
+    session.commit()
+    session.refresh(issue, ["send_error", "status"])
+
+
+def _window_message(opens: dt.datetime) -> str:
+    local = opens.astimezone(PARIS)
+    return (
+        "Hors de la plage d'envoi de la lettre : les messages partiront le "
+        f"{local:%d/%m/%Y à %H:%M}."
+    )
 
 
 def _deliver(  # noqa: PLR0917 - the state of one message in flight
@@ -260,6 +380,8 @@ def _deliver(  # noqa: PLR0917 - the state of one message in flight
         accepted = sender.send(envelope_from, [subscriber.email], message)
     except UnknownOutcomeError as error:
         return _record(session, delivery, DeliveryStatus.UNKNOWN, str(error))
+    except RelayError:
+        raise
     except SendError as error:
         reply = f"{error.code or ''} {error}".strip()
         if error.permanent:
