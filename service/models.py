@@ -18,6 +18,7 @@ from service.delivery.models import Delivery, DeliveryStatus
 from service.issues.models import Block, Issue, IssueStatus
 from service.newsletters.models import Newsletter, TrackingMode
 from service.outbox.models import OutboxMessage
+from service.stats.models import HourlyCount, Reach, RollupState
 from service.system.models import WorkerHeartbeat
 from service.tracking.models import Event, EventKind, Link, LinkKind
 
@@ -30,6 +31,7 @@ __all__ = [
     "DeliveryStatus",
     "Event",
     "EventKind",
+    "HourlyCount",
     "Issue",
     "IssueStatus",
     "Link",
@@ -38,7 +40,9 @@ __all__ = [
     "MembershipStatus",
     "Newsletter",
     "OutboxMessage",
+    "Reach",
     "Role",
+    "RollupState",
     "Segment",
     "SegmentKind",
     "Subscriber",

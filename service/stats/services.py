@@ -1,0 +1,667 @@
+"""Statistics: the rollup use case (beat task) and the figures the pages read.
+
+Definitions, shown on the pages too:
+- a *unique opener* is a delivery with a human open or a human click (a click implies an
+  open); a *unique clicker* a delivery with a human click. Machine hits (privacy proxies,
+  link scanners) are counted apart and never enter a rate.
+- open rate = unique openers / delivered; click rate = unique clickers / delivered;
+  click-to-open = unique clickers / unique openers.
+- in anonymous tracking mode events carry no delivery: only totals exist.
+
+Figures are the rollups (events with ``id <= rolled_up_to``) plus the events after the
+watermark read live, so they are exact at any moment.
+"""
+
+import datetime as dt
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import (
+    ColumnElement,
+    Integer,
+    Select,
+    and_,
+    case,
+    cast,
+    exists,
+    extract,
+    false,
+    func,
+    literal,
+    or_,
+    select,
+    union,
+)
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from service.audience.models import Membership, Segment, SegmentKind, Subscriber
+from service.audience.rules import RuleError, compile_rule
+from service.db import utcnow
+from service.delivery.models import Delivery, DeliveryStatus
+from service.issues.models import Block, Issue
+from service.newsletters.models import TrackingMode
+from service.stats.models import NO_LINK, HourlyCount, Reach, RollupState
+from service.tracking.models import Event, EventKind, Link, LinkKind
+
+STATE_ID = 1
+HOURLY_SPAN = 72  # hours shown one by one after the sending started; then days
+HUMAN_REACH = (EventKind.OPEN, EventKind.CLICK)
+OUT = (DeliveryStatus.SENT, DeliveryStatus.BOUNCED, DeliveryStatus.FAILED, DeliveryStatus.UNKNOWN)
+
+
+# --- Rollup ----------------------------------------------------------------------------
+
+
+def _hour_of(session: Session, column: Any) -> ColumnElement[Any]:
+    """Hours since the Unix epoch (UTC) of a timestamp, whatever the session time zone."""
+    if session.get_bind().dialect.name == "sqlite":
+        return cast(cast(func.strftime("%s", column), Integer) // 3600, Integer)
+    return cast(func.floor(extract("epoch", column) / 3600), Integer)
+
+
+def _insert(session: Session, table: Any) -> Any:
+    dialect = session.get_bind().dialect.name
+    return (sqlite.insert if dialect == "sqlite" else postgresql.insert)(table)
+
+
+def _state(session: Session) -> RollupState:
+    """The watermark row, locked until the end of the transaction (one rollup at a time)."""
+    session.execute(
+        _insert(session, RollupState)
+        .values(id=STATE_ID, rolled_up_to=0, pending_to=0, updated_at=utcnow())
+        .on_conflict_do_nothing(index_elements=["id"])
+    )
+    state = session.scalars(
+        select(RollupState).where(RollupState.id == STATE_ID).with_for_update()
+    ).one()
+    session.refresh(state)
+    return state
+
+
+def roll_up(session: Session) -> int:
+    """Use case (beat task): fold the settled events into the rollups; commits once.
+
+    Folds ids in ``(rolled_up_to, pending_to]`` and moves the watermark in the same
+    transaction, so running it again, or twice at once, never counts an event twice.
+    Returns the number of events folded.
+    """
+    state = _state(session)
+    low, high = state.rolled_up_to, state.pending_to
+    folded = 0
+    if high > low:
+        folded = _fold(session, low, high)
+        state.rolled_up_to = high
+    newest = session.scalar(select(func.max(Event.id))) or 0
+    state.pending_to = max(newest, state.rolled_up_to)
+    state.updated_at = utcnow()
+    session.commit()
+    return folded
+
+
+def _fold(session: Session, low: int, high: int) -> int:
+    in_range = and_(Event.id > low, Event.id <= high)
+    folded = session.scalar(select(func.count()).select_from(Event).where(in_range)) or 0
+    if not folded:
+        return 0
+    hour = _hour_of(session, Event.occurred_at)
+    link_key = func.coalesce(Event.link_id, NO_LINK)
+    counts = (
+        select(Event.issue_id, hour, Event.kind, Event.is_machine, link_key, func.count())
+        .where(in_range)
+        .group_by(Event.issue_id, hour, Event.kind, Event.is_machine, link_key)
+    )
+    insert = _insert(session, HourlyCount).from_select(
+        ["issue_id", "hour", "kind", "is_machine", "link_key", "count"], counts
+    )
+    session.execute(
+        insert.on_conflict_do_update(
+            index_elements=["issue_id", "hour", "kind", "is_machine", "link_key"],
+            set_={"count": HourlyCount.count + insert.excluded["count"]},
+        )
+    )
+    earliest = func.min if session.get_bind().dialect.name == "sqlite" else func.least
+    for rows in _reach_selects(in_range, with_time=True):
+        insert = _insert(session, Reach).from_select(
+            ["issue_id", "kind", "link_key", "delivery_id", "first_at"], rows
+        )
+        session.execute(
+            insert.on_conflict_do_update(
+                index_elements=["issue_id", "kind", "link_key", "delivery_id"],
+                set_={"first_at": earliest(Reach.first_at, insert.excluded["first_at"])},
+            )
+        )
+    return folded
+
+
+def _reach_selects(where: ColumnElement[bool], *, with_time: bool) -> list[Select[Any]]:
+    """Reach rows (issue, kind, link, delivery[, first time]) of the human events ``where``."""
+    human = and_(where, Event.is_machine.is_(False), Event.delivery_id.is_not(None))
+    parts: list[tuple[str, Any, ColumnElement[bool]]] = [
+        ("open", literal(NO_LINK), Event.kind.in_(HUMAN_REACH)),
+        ("click", literal(NO_LINK), Event.kind == EventKind.CLICK),
+        ("click", Event.link_id, and_(Event.kind == EventKind.CLICK, Event.link_id.is_not(None))),
+    ]
+    selects = []
+    for kind, link, condition in parts:
+        columns: list[Any] = [Event.issue_id, literal(kind), link, Event.delivery_id]
+        if with_time:
+            columns.append(func.min(Event.occurred_at))
+        statement = select(*columns).where(human, condition)
+        if with_time:
+            statement = statement.group_by(Event.issue_id, link, Event.delivery_id)
+        selects.append(statement)
+    return selects
+
+
+# --- Issue dashboard -------------------------------------------------------------------
+
+
+@dataclass
+class Point:
+    start: dt.datetime
+    hourly: bool
+    human_opens: int = 0
+    machine_opens: int = 0
+    human_clicks: int = 0
+    machine_clicks: int = 0
+
+
+@dataclass
+class LinkRow:
+    link: Link
+    block: Block | None
+    clicks: int
+    machine_clicks: int
+    unique: int | None
+
+
+@dataclass
+class BlockRow:
+    block: Block
+    clicks: int
+    unique: int | None
+
+
+@dataclass
+class SegmentRow:
+    segment: Segment
+    recipients: int
+    delivered: int
+    openers: int | None
+    clickers: int | None
+
+    @property
+    def open_rate(self) -> float | None:
+        return _ratio(self.openers, self.delivered)
+
+    @property
+    def click_rate(self) -> float | None:
+        return _ratio(self.clickers, self.delivered)
+
+
+@dataclass
+class IssueStats:
+    issue: Issue
+    mode: TrackingMode
+    statuses: dict[DeliveryStatus, int]
+    totals: dict[tuple[str, bool], int]  # (event kind, is_machine) -> events
+    unique_openers: int | None
+    unique_clickers: int | None
+    series: list[Point] = field(default_factory=list)
+    links: list[LinkRow] = field(default_factory=list)
+    blocks: list[BlockRow] = field(default_factory=list)
+    segments: list[SegmentRow] = field(default_factory=list)
+
+    @property
+    def uniques_available(self) -> bool:
+        return self.unique_openers is not None
+
+    @property
+    def audience(self) -> int:
+        return sum(self.statuses.values())
+
+    def status(self, status: DeliveryStatus) -> int:
+        return self.statuses.get(status, 0)
+
+    @property
+    def sent(self) -> int:
+        """Messages that left (accepted, bounced, refused or uncertain)."""
+        return sum(self.status(s) for s in OUT)
+
+    @property
+    def delivered(self) -> int:
+        return self.status(DeliveryStatus.SENT)
+
+    @property
+    def waiting(self) -> int:
+        return self.status(DeliveryStatus.QUEUED) + self.status(DeliveryStatus.LEASED)
+
+    def total(self, kind: EventKind, *, machine: bool = False) -> int:
+        return self.totals.get((kind.value, machine), 0)
+
+    @property
+    def human_opens(self) -> int:
+        return self.total(EventKind.OPEN)
+
+    @property
+    def machine_opens(self) -> int:
+        return self.total(EventKind.OPEN, machine=True)
+
+    @property
+    def human_clicks(self) -> int:
+        return self.total(EventKind.CLICK)
+
+    @property
+    def machine_clicks(self) -> int:
+        return self.total(EventKind.CLICK, machine=True)
+
+    @property
+    def unsubscribed(self) -> int:
+        return self.total(EventKind.UNSUBSCRIBE) + self.total(EventKind.UNSUBSCRIBE, machine=True)
+
+    @property
+    def complaints(self) -> int:
+        return self.total(EventKind.COMPLAINT) + self.total(EventKind.COMPLAINT, machine=True)
+
+    @property
+    def open_rate(self) -> float | None:
+        return _ratio(self.unique_openers, self.delivered)
+
+    @property
+    def click_rate(self) -> float | None:
+        return _ratio(self.unique_clickers, self.delivered)
+
+    @property
+    def click_to_open(self) -> float | None:
+        return _ratio(self.unique_clickers, self.unique_openers)
+
+    @property
+    def resources(self) -> list[LinkRow]:
+        return [row for row in self.links if row.link.kind is LinkKind.RESOURCE]
+
+
+def _ratio(part: int | None, whole: int | None) -> float | None:
+    if part is None or not whole:
+        return None
+    return part / whole
+
+
+def watermark(session: Session) -> int:
+    state = session.get(RollupState, STATE_ID)
+    return state.rolled_up_to if state is not None else 0
+
+
+def issue_stats(session: Session, issue: Issue, *, detail: bool = True) -> IssueStats:
+    """Every figure of the dashboard of ``issue`` (``detail=False``: headline figures only)."""
+    mode = issue.newsletter.tracking_mode
+    mark = watermark(session)
+    statuses = {
+        DeliveryStatus(status): count
+        for status, count in session.execute(
+            select(Delivery.status, func.count())
+            .where(Delivery.issue_id == issue.id)
+            .group_by(Delivery.status)
+        )
+    }
+    per_link, per_hour = _event_counts(session, issue.id, mark, hourly=detail)
+    totals: dict[tuple[str, bool], int] = defaultdict(int)
+    for (kind, machine, _link), count in per_link.items():
+        totals[kind, machine] += count
+    reach = _reach_source(session, issue.id, mark) if mode is not TrackingMode.ANONYMOUS else None
+    openers = clickers = None
+    if reach is not None:
+        counts: dict[str, int] = dict(
+            session.execute(
+                select(reach.c.kind, func.count())
+                .where(reach.c.link_key == NO_LINK)
+                .group_by(reach.c.kind)
+            ).all()
+        )
+        openers, clickers = counts.get("open", 0), counts.get("click", 0)
+    stats = IssueStats(issue, mode, statuses, dict(totals), openers, clickers)
+    if detail:
+        stats.series = _series(issue, per_hour)
+        stats.links, stats.blocks = _links_and_blocks(session, issue, per_link, reach)
+        stats.segments = _segments(session, issue, reach)
+    return stats
+
+
+def _event_counts(
+    session: Session, issue_id: int, mark: int, *, hourly: bool
+) -> tuple[dict[tuple[str, bool, int], int], dict[tuple[int, str, bool], int]]:
+    """Events per (kind, machine, link) and per (hour, kind, machine): rollups + live tail."""
+    per_link: dict[tuple[str, bool, int], int] = defaultdict(int)
+    per_hour: dict[tuple[int, str, bool], int] = defaultdict(int)
+    rolled = (
+        select(HourlyCount.kind, HourlyCount.is_machine, HourlyCount.link_key)
+        .add_columns(func.sum(HourlyCount.count))
+        .where(HourlyCount.issue_id == issue_id)
+        .group_by(HourlyCount.kind, HourlyCount.is_machine, HourlyCount.link_key)
+    )
+    for kind, machine, link, count in session.execute(rolled):
+        per_link[kind, bool(machine), link] += int(count)
+    if hourly:
+        by_hour = (
+            select(HourlyCount.hour, HourlyCount.kind, HourlyCount.is_machine)
+            .add_columns(func.sum(HourlyCount.count))
+            .where(
+                HourlyCount.issue_id == issue_id,
+                HourlyCount.kind.in_([EventKind.OPEN.value, EventKind.CLICK.value]),
+            )
+            .group_by(HourlyCount.hour, HourlyCount.kind, HourlyCount.is_machine)
+        )
+        for hour, kind, machine, count in session.execute(by_hour):
+            per_hour[hour, kind, bool(machine)] += int(count)
+    hour = _hour_of(session, Event.occurred_at)
+    link_key = func.coalesce(Event.link_id, NO_LINK)
+    tail = (
+        select(hour, Event.kind, Event.is_machine, link_key, func.count())
+        .where(Event.id > mark, Event.issue_id == issue_id)
+        .group_by(hour, Event.kind, Event.is_machine, link_key)
+    )
+    for hour_value, kind, machine, link, count in session.execute(tail):
+        kind_value = EventKind(kind).value
+        per_link[kind_value, bool(machine), link] += count
+        if kind_value in {EventKind.OPEN.value, EventKind.CLICK.value}:
+            per_hour[hour_value, kind_value, bool(machine)] += count
+    return per_link, per_hour
+
+
+def _reach_source(session: Session, issue_id: int, mark: int) -> Any:
+    """(kind, link_key, delivery_id) of everyone reached: the rollup, plus the live tail
+    when it holds human hits (UNION then removes what both know)."""
+    rolled = select(Reach.kind, Reach.link_key, Reach.delivery_id).where(Reach.issue_id == issue_id)
+    tail_where = and_(Event.id > mark, Event.issue_id == issue_id)
+    has_tail = session.scalar(
+        select(exists().where(tail_where, Event.is_machine.is_(False), Event.kind.in_(HUMAN_REACH)))
+    )
+    if not has_tail:
+        return rolled.subquery("reach")
+    parts = [
+        part.with_only_columns(*list(part.selected_columns)[1:])
+        for part in _reach_selects(tail_where, with_time=False)
+    ]
+    return union(rolled, *parts).subquery("reach")
+
+
+def _series(issue: Issue, per_hour: dict[tuple[int, str, bool], int]) -> list[Point]:
+    """Opens and clicks per hour for the first 72 hours after sending started, then per day."""
+    hours = sorted({hour for hour, _k, _m in per_hour})
+    started = issue.send_started_at or issue.sent_at
+    if started is None and not hours:
+        return []
+    first = int(started.timestamp()) // 3600 if started is not None else hours[0]
+    last = max([*hours, first])
+    now_hour = int(utcnow().timestamp()) // 3600
+    hourly_end = min(first + HOURLY_SPAN, max(last, now_hour) + 1)
+    points = {hour: Point(_at(hour), hourly=True) for hour in range(first, hourly_end)}
+    for day in range(first + HOURLY_SPAN, last + 1, 24):
+        points[day] = Point(_at(day), hourly=False)
+    for (hour, kind, machine), count in per_hour.items():
+        if hour < first + HOURLY_SPAN:
+            key = max(hour, first)  # hits before the start (scanners) join the first hour
+        else:
+            key = first + HOURLY_SPAN + (hour - first - HOURLY_SPAN) // 24 * 24
+        _add(points[key], kind, machine=machine, count=count)
+    return [points[key] for key in sorted(points)]
+
+
+def _add(point: Point, kind: str, *, machine: bool, count: int) -> None:
+    if kind == EventKind.OPEN.value:
+        if machine:
+            point.machine_opens += count
+        else:
+            point.human_opens += count
+    elif machine:
+        point.machine_clicks += count
+    else:
+        point.human_clicks += count
+
+
+def _at(hour: int) -> dt.datetime:
+    return dt.datetime.fromtimestamp(hour * 3600, tz=dt.UTC)
+
+
+def _links_and_blocks(
+    session: Session,
+    issue: Issue,
+    per_link: dict[tuple[str, bool, int], int],
+    reach: Any,
+) -> tuple[list[LinkRow], list[BlockRow]]:
+    links = list(
+        session.scalars(select(Link).where(Link.issue_id == issue.id).order_by(Link.position))
+    )
+    blocks = {block.id: block for block in issue.blocks}
+    unique: dict[int, int] = {}
+    block_unique: dict[int, int] = {}
+    if reach is not None:
+        clicks = reach.c.kind == "click"
+        unique = dict(
+            session.execute(
+                select(reach.c.link_key, func.count())
+                .where(clicks, reach.c.link_key != NO_LINK)
+                .group_by(reach.c.link_key)
+            ).all()
+        )
+        block_unique = {
+            block_id: count
+            for block_id, count in session.execute(
+                select(Link.block_id, func.count(func.distinct(reach.c.delivery_id)))
+                .join(Link, Link.id == reach.c.link_key)
+                .where(clicks, Link.block_id.is_not(None))
+                .group_by(Link.block_id)
+            )
+            if block_id is not None
+        }
+    rows = [
+        LinkRow(
+            link,
+            blocks.get(link.block_id) if link.block_id else None,
+            per_link.get((EventKind.CLICK.value, False, link.id), 0),
+            per_link.get((EventKind.CLICK.value, True, link.id), 0),
+            unique.get(link.id, 0) if reach is not None else None,
+        )
+        for link in links
+    ]
+    block_clicks: dict[int, int] = defaultdict(int)
+    for row in rows:
+        if row.block is not None:
+            block_clicks[row.block.id] += row.clicks
+    block_rows = [
+        BlockRow(
+            block,
+            block_clicks.get(block.id, 0),
+            block_unique.get(block.id, 0) if reach is not None else None,
+        )
+        for block in issue.blocks
+        if any(row.block is block for row in rows)
+    ]
+    return rows, block_rows
+
+
+def segment_members(segment: Segment) -> ColumnElement[bool]:
+    """Subscribers in ``segment`` now, whatever their status (they may have left since)."""
+    if segment.kind is SegmentKind.RULE:
+        try:
+            return compile_rule(segment.rule)
+        except RuleError:
+            return false()
+    return exists().where(
+        Membership.subscriber_id == Subscriber.id, Membership.segment_id == segment.id
+    )
+
+
+def _segments(session: Session, issue: Issue, reach: Any) -> list[SegmentRow]:
+    rows = []
+    for segment in sorted(issue.segments, key=lambda s: s.name):
+        members = select(Subscriber.id).where(segment_members(segment))
+        columns: list[Any] = [
+            func.count(Delivery.id),
+            func.coalesce(func.sum(case((Delivery.status == DeliveryStatus.SENT, 1), else_=0)), 0),
+        ]
+        statement = select(*columns).where(
+            Delivery.issue_id == issue.id, Delivery.subscriber_id.in_(members)
+        )
+        recipients, delivered = session.execute(statement).one()
+        openers = clickers = None
+        if reach is not None:
+            counts: dict[str, int] = dict(
+                session.execute(
+                    select(reach.c.kind, func.count())
+                    .join(Delivery, Delivery.id == reach.c.delivery_id)
+                    .where(reach.c.link_key == NO_LINK, Delivery.subscriber_id.in_(members))
+                    .group_by(reach.c.kind)
+                ).all()
+            )
+            openers, clickers = counts.get("open", 0), counts.get("click", 0)
+        rows.append(SegmentRow(segment, recipients, int(delivered), openers, clickers))
+    return rows
+
+
+# --- Lists behind the figures --------------------------------------------------------
+
+LIST_FILTERS = (
+    "ouverts",
+    "cliqueurs",
+    "lien",
+    "desinscrits",
+    "plaintes",
+    "statut",
+    "destinataires",
+)
+
+
+def recipients(
+    session: Session,
+    issue: Issue,
+    what: str,
+    *,
+    link_id: int | None = None,
+    status: str | None = None,
+    segment: Segment | None = None,
+    after: int | None = None,
+    limit: int = 50,
+) -> list[tuple[Delivery, Subscriber | None]]:
+    """A page of the deliveries behind a figure (keyset on delivery id), with their subscriber.
+
+    Read from the events table itself (index on delivery id), so a list is exact even
+    before the rollup has caught up.
+    """
+    condition = _list_condition(what, link_id, status)
+    statement = (
+        select(Delivery, Subscriber)
+        .outerjoin(Subscriber, Subscriber.id == Delivery.subscriber_id)
+        .where(Delivery.issue_id == issue.id, condition)
+        .order_by(Delivery.id)
+        .limit(limit)
+    )
+    if segment is not None:
+        statement = statement.where(
+            Delivery.subscriber_id.in_(select(Subscriber.id).where(segment_members(segment)))
+        )
+    if after:
+        statement = statement.where(Delivery.id > after)
+    return [(delivery, subscriber) for delivery, subscriber in session.execute(statement)]
+
+
+def _list_condition(what: str, link_id: int | None, status: str | None) -> ColumnElement[bool]:
+    human = Event.is_machine.is_(False)
+    events: dict[str, tuple[ColumnElement[bool], ...]] = {
+        "ouverts": (human, Event.kind.in_(HUMAN_REACH)),
+        "cliqueurs": (human, Event.kind == EventKind.CLICK),
+        "lien": (human, Event.kind == EventKind.CLICK, Event.link_id == (link_id or 0)),
+        "desinscrits": (Event.kind == EventKind.UNSUBSCRIBE,),
+        "plaintes": (Event.kind == EventKind.COMPLAINT,),
+    }
+    if what in events:
+        return exists().where(Event.delivery_id == Delivery.id, *events[what])
+    if what == "statut" and status in set(DeliveryStatus):
+        return Delivery.status == DeliveryStatus(str(status))
+    if what == "destinataires":
+        return Delivery.id.is_not(None)
+    raise ValueError(what)
+
+
+# --- Across issues -------------------------------------------------------------------
+
+
+@dataclass
+class TrendRow:
+    stats: IssueStats
+    growth: int | None  # audience change since the previous issue of the same newsletter
+
+
+def trends(session: Session, issues: Sequence[Issue]) -> list[TrendRow]:
+    """Headline figures of ``issues`` (oldest first) and the audience change between them."""
+    rows: list[TrendRow] = []
+    previous: dict[int, int] = {}
+    for issue in issues:
+        stats = issue_stats(session, issue, detail=False)
+        before = previous.get(issue.newsletter_id)
+        rows.append(TrendRow(stats, None if before is None else stats.audience - before))
+        previous[issue.newsletter_id] = stats.audience
+    return rows
+
+
+@dataclass
+class GrowthRow:
+    segment: Segment
+    counts: list[int]  # members at the end of each month
+
+
+def month_ends(months: int, today: dt.date | None = None) -> list[dt.datetime]:
+    """The ends (exclusive, UTC midnight on the 1st) of the last ``months`` months."""
+    today = today or utcnow().date()
+    year, month = today.year, today.month + 1
+    ends = []
+    for _ in range(months):
+        if month > 12:
+            year, month = year + 1, month - 12
+        ends.append(dt.datetime(year, month, 1, tzinfo=dt.UTC))
+        month -= 1
+        if month < 1:
+            year, month = year - 1, 12
+    return list(reversed(ends))
+
+
+def segment_growth(
+    session: Session, segments: Iterable[Segment], ends: Sequence[dt.datetime]
+) -> list[GrowthRow]:
+    """Members of each segment at each date: static segments from membership dates (joined
+    before, not left before); rule segments from the subscription dates of those who match
+    the rule today (an approximation: attributes may have changed)."""
+    rows = []
+    for segment in segments:
+        columns: list[Any]
+        if segment.kind is SegmentKind.RULE:
+            try:
+                rule = compile_rule(segment.rule)
+            except RuleError:
+                rule = false()
+            columns = [func.count(case((Subscriber.created_at < end, 1))) for end in ends]
+            statement = select(*columns).where(rule)
+        else:
+            columns = [
+                func.count(
+                    case(
+                        (
+                            and_(
+                                Membership.created_at < end,
+                                or_(
+                                    Membership.unsubscribed_at.is_(None),
+                                    Membership.unsubscribed_at >= end,
+                                ),
+                            ),
+                            1,
+                        )
+                    )
+                )
+                for end in ends
+            ]
+            statement = select(*columns).where(Membership.segment_id == segment.id)
+        counts = [int(value or 0) for value in session.execute(statement).one()]
+        rows.append(GrowthRow(segment, counts))
+    return rows
