@@ -110,7 +110,7 @@ def _bounce_imap() -> ImapSettings | None:
         raise ConfigError(f"BOUNCE_IMAP_TLS={tls!r}: choose implicit, starttls or none.")
     user = os.environ.get("BOUNCE_IMAP_USER", "")
     if not user:
-        raise ConfigError("BOUNCE_IMAP_HOST is set: give BOUNCE_IMAP_USER and BOUNCE_IMAP_PASSWORD.")
+        raise ConfigError("BOUNCE_IMAP_HOST is set: give BOUNCE_IMAP_USER and _PASSWORD too.")
     return ImapSettings(
         host=host,
         port=_port("BOUNCE_IMAP_PORT", str(IMAP_TLS_MODES[tls])),

@@ -7,6 +7,7 @@ from service.audience.gdpr import purge_expired
 from service.audience.imports import run as run_subscriber_import
 from service.db import Session
 from service.delivery import services as delivery
+from service.delivery.imap import read_mailbox
 from service.delivery.sender import SmtpSender, make_sender
 from service.delivery.throttle import Throttle, make_throttle
 from service.stats.services import roll_up
@@ -72,3 +73,9 @@ def sweep() -> None:
 def roll_up_stats() -> None:
     """Every minute: fold settled events into the statistics rollups (idempotent)."""
     roll_up(Session())
+
+
+@shared_task(name="lettrine.delivery.read_bounce_mailbox")
+def read_bounce_mailbox() -> None:
+    """Every minute: apply the reports waiting in the bounce mailbox (IMAP), if configured."""
+    read_mailbox(Session(), current_app.extensions["lettrine_config"])
