@@ -54,4 +54,16 @@ if ! command -v chromium >/dev/null; then
     exit 1
   fi
 fi
-echo "services: PostgreSQL, Redis and Chromium are ready"
+# Dovecot: the tests start their own unprivileged IMAP server (tests/dovecot.py) for the
+# bounce mailbox reader; only the binary is needed, Debian's service stays stopped.
+if ! command -v dovecot >/dev/null && [ ! -x /usr/sbin/dovecot ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "Installing Debian's dovecot-imapd for the bounce mailbox tests"
+    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dovecot-imapd >/dev/null) \
+      || { echo "could not install dovecot-imapd with apt-get." >&2; exit 1; }
+  else
+    echo "Dovecot is missing for the bounce mailbox tests: install it (Debian: apt-get install dovecot-imapd)." >&2
+    exit 1
+  fi
+fi
+echo "services: PostgreSQL, Redis, Chromium and Dovecot are ready"
