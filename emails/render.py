@@ -93,6 +93,16 @@ class RenderSettings:
 
 
 @dataclass(frozen=True)
+class WebPage:
+    """The public archive's rendering of an issue (``emails.web``): nobody to greet, no
+    pixel, no personal links; the header leads to the archive and the footer to the
+    subscription page instead of the preferences and unsubscribe links."""
+
+    archive_url: str
+    subscribe_url: str
+
+
+@dataclass(frozen=True)
 class CompiledVariant:
     """Rendered HTML and text with markers ``{nonce}<K><n>Z`` for per-recipient parts."""
 
@@ -151,7 +161,11 @@ def variant_key(issue: IssueData, segments: Collection[str] | None) -> str:
 
 
 def compile_variant(
-    issue: IssueData, segments: Collection[str] | None, restricted: Collection[int] | None = None
+    issue: IssueData,
+    segments: Collection[str] | None,
+    restricted: Collection[int] | None = None,
+    *,
+    web: WebPage | None = None,
 ) -> CompiledVariant:
     nonce = "x" + secrets.token_hex(6)
     links = collect_links(issue)
@@ -187,9 +201,10 @@ def compile_variant(
         "view_online": marker("V"),
         "preferences": marker("P"),
         "unsubscribe": marker("U"),
-        "pixel": marker("O") if issue.newsletter.tracking_mode != "off" else None,
+        "pixel": marker("O") if issue.newsletter.tracking_mode != "off" and not web else None,
         "website": track(None, website) if website else None,
         "reason": issue.reason,
+        "web": web,
     }
     try:
         source = _env.get_template("layout.mjml").render(context)

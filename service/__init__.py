@@ -11,6 +11,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 
 import service.models  # noqa: F401 - every model registered before the first query
 from service.accounts.views import bp as accounts_bp
+from service.archive.views import bp as archive_bp
 from service.assets.views import bp as assets_bp
 from service.audience.import_views import bp as imports_bp
 from service.audience.views import bp as audience_bp
@@ -99,6 +100,7 @@ def _register_blueprints(app: Flask) -> None:
     app.register_blueprint(audience_bp)
     app.register_blueprint(delivery_hooks_bp)
     app.register_blueprint(imports_bp)
+    app.register_blueprint(archive_bp)
 
 
 def _security_headers(app: Flask) -> None:

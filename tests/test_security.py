@@ -30,6 +30,11 @@ EXPECTED_PUBLIC = {
     "public.confirm",
     "public.preferences",
     "public.unsubscribe",
+    "archive.index",
+    "archive.newsletter",
+    "archive.issue",
+    "archive.atom",
+    "archive.agenda",
 }
 
 

@@ -1,0 +1,172 @@
+"""The public archive: which issues anyone may read, and what of them.
+
+What is public, decided here once:
+
+- **Issues** whose sending has begun: ``sending``, ``paused`` and ``sent``. Readers
+  already hold the « Voir en ligne » link of a paused issue, so it stays readable.
+  Drafts, issues under review, approved, scheduled and cancelled ones are not
+  public: asking for them gets the same 404 as an id that does not exist.
+- **Blocks** visible to everyone only. A block limited to some segments was written
+  for those readers (an invitation for elected officials, a note to partners); it
+  is left out of the page, the feeds and the agenda, whoever asks.
+- **Nothing personal**: the page is the email rendered for nobody (``emails.web``):
+  no greeting name, no tracking pixel, no tokens, the real link targets, and the
+  subscription page where the email has its preferences and unsubscribe links.
+
+These are read-only use cases: nothing here writes to the database.
+"""
+
+import datetime as dt
+import hashlib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from emails.render import WebPage
+from emails.web import web_html
+from service.config import Config
+from service.issues.models import Block, Issue, IssueStatus
+from service.issues.rendering import issue_data, render_settings
+from service.newsletters.models import Newsletter
+
+PUBLIC_STATUSES = frozenset({IssueStatus.SENDING, IssueStatus.PAUSED, IssueStatus.SENT})
+PAGE_SIZE = 20
+FEED_SIZE = 50
+# Ids are 32-bit integers: anything larger cannot exist and is refused before a query.
+MAX_ID = 2**31 - 1
+
+# When the issue went out to its readers: the start of its sending.
+_published = func.coalesce(Issue.send_started_at, Issue.sent_at, Issue.created_at)
+
+
+def is_public(issue: Issue) -> bool:
+    return issue.status in PUBLIC_STATUSES
+
+
+def published_at(issue: Issue) -> dt.datetime:
+    return issue.send_started_at or issue.sent_at or issue.created_at
+
+
+def public_issue(session: Session, issue_id: int) -> Issue | None:
+    """The issue if it is public, else None (whether it does not exist or is not public)."""
+    if not 0 < issue_id <= MAX_ID:
+        return None
+    issue = session.get(Issue, issue_id)
+    return issue if issue is not None and is_public(issue) else None
+
+
+@dataclass(frozen=True)
+class ArchivedNewsletter:
+    newsletter: Newsletter
+    count: int
+    latest: dt.datetime
+
+
+def archived_newsletters(session: Session) -> list[ArchivedNewsletter]:
+    """Newsletters with at least one public issue, the most recently published first."""
+    rows = session.execute(
+        select(Newsletter, func.count(Issue.id), func.max(_published))
+        .join(Issue, Issue.newsletter_id == Newsletter.id)
+        .where(Issue.status.in_(PUBLIC_STATUSES))
+        .group_by(Newsletter.id)
+        .order_by(func.max(_published).desc(), Newsletter.id)
+    ).all()
+    return [ArchivedNewsletter(newsletter, count, latest) for newsletter, count, latest in rows]
+
+
+def newsletter_by_slug(session: Session, slug: str) -> Newsletter | None:
+    if len(slug) > 60:  # the column's length: no query for what cannot exist
+        return None
+    return session.scalars(select(Newsletter).where(Newsletter.slug == slug)).first()
+
+
+@dataclass(frozen=True)
+class IssuePage:
+    issues: Sequence[Issue]
+    page: int
+    pages: int
+    total: int
+
+
+def issues_page(session: Session, newsletter_id: int, page: int) -> IssuePage | None:
+    """One page of a newsletter's public issues, newest first; None past the last page."""
+    where = (Issue.newsletter_id == newsletter_id, Issue.status.in_(PUBLIC_STATUSES))
+    total = session.scalar(select(func.count(Issue.id)).where(*where)) or 0
+    pages = max(1, -(-total // PAGE_SIZE))
+    if not 1 <= page <= pages:
+        return None
+    issues = session.scalars(
+        select(Issue)
+        .where(*where)
+        .order_by(_published.desc(), Issue.number.desc())
+        .offset((page - 1) * PAGE_SIZE)
+        .limit(PAGE_SIZE)
+    ).all()
+    return IssuePage(issues, page, pages, total)
+
+
+def latest_issues(session: Session, newsletter_id: int, limit: int = FEED_SIZE) -> list[Issue]:
+    return list(
+        session.scalars(
+            select(Issue)
+            .where(Issue.newsletter_id == newsletter_id, Issue.status.in_(PUBLIC_STATUSES))
+            .order_by(_published.desc(), Issue.number.desc())
+            .limit(limit)
+        )
+    )
+
+
+def issue_html(config: Config, issue: Issue, *, archive_url: str, subscribe_url: str) -> str:
+    """The public page of an issue: its email rendered for nobody (see the module doc)."""
+    data = issue_data(issue, config=config)
+    # The date readers see: when it was sent, if it was not scheduled for a given day.
+    if data.scheduled_at is None:
+        data = replace(data, scheduled_at=published_at(issue))
+    page = WebPage(archive_url=archive_url, subscribe_url=subscribe_url)
+    return web_html(data, render_settings(config, issue.id), page)
+
+
+def agenda_events(session: Session, newsletter_id: int) -> list[Mapping[str, Any]]:
+    """Every event of the newsletter's public agenda blocks, each UID once.
+
+    An event carried over into a later issue keeps its UID; the feed then gives its
+    latest version (highest SEQUENCE, then the most recently published issue), so a
+    calendar subscribed to the feed updates the event instead of doubling it.
+    """
+    blocks = session.execute(
+        select(Block, _published)
+        .join(Issue, Block.issue_id == Issue.id)
+        .where(
+            Issue.newsletter_id == newsletter_id,
+            Issue.status.in_(PUBLIC_STATUSES),
+            Block.kind == "agenda",
+            ~Block.segments.any(),
+        )
+        .order_by(_published, Block.position)
+    ).all()
+    chosen: dict[str, tuple[tuple[int, dt.datetime], Mapping[str, Any]]] = {}
+    for block, published in blocks:
+        for event in block.data.get("events", []):
+            uid = event.get("uid")
+            if not uid:
+                continue
+            rank = (int(event.get("sequence") or 0), published)
+            if uid not in chosen or rank >= chosen[uid][0]:
+                chosen[uid] = (rank, event)
+    return sorted((event for _rank, event in chosen.values()), key=lambda e: str(e["start"]))
+
+
+def latest_publication(session: Session, newsletter_id: int) -> dt.datetime | None:
+    """When the newsletter last published an issue: the feeds' « updated » time."""
+    return session.scalar(
+        select(func.max(_published)).where(
+            Issue.newsletter_id == newsletter_id, Issue.status.in_(PUBLIC_STATUSES)
+        )
+    )
+
+
+def etag(body: bytes) -> str:
+    return hashlib.sha256(body).hexdigest()[:32]
