@@ -25,6 +25,7 @@ from service.issues.views import bp as issues_bp
 from service.newsletters.views import bp as newsletters_bp
 from service.outbox.views import bp as outbox_bp
 from service.public.views import bp as public_bp
+from service.stats.views import bp as stats_bp
 from service.taskqueue import celery_init_app
 
 # Strict by default; the few pages that show caught e-mails loosen it for
@@ -41,6 +42,7 @@ CONTENT_SECURITY_POLICY = (
 NAV_ITEMS = (
     ("issues.index", _l("Numéros"), ("admin", "publisher", "editor", "analyst")),
     ("audience.index", _l("Abonnés"), ("admin", "publisher", "editor")),
+    ("stats.index", _l("Statistiques"), ("admin", "publisher", "editor", "analyst")),
     ("newsletters.index", _l("Lettres"), ("admin",)),
     ("accounts.users", _l("Utilisateurs"), ("admin",)),
 )
@@ -100,6 +102,7 @@ def _register_blueprints(app: Flask) -> None:
     app.register_blueprint(audience_bp)
     app.register_blueprint(delivery_hooks_bp)
     app.register_blueprint(imports_bp)
+    app.register_blueprint(stats_bp)
     app.register_blueprint(archive_bp)
 
 

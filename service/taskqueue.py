@@ -36,6 +36,7 @@ def celery_settings(config: Config) -> dict[str, Any]:
             "heartbeat": {"task": "lettrine.system.heartbeat", "schedule": 30.0},
             "retention": {"task": "lettrine.audience.retention", "schedule": 6 * 3600.0},
             "sweep": {"task": "lettrine.delivery.sweep", "schedule": 30.0},
+            "stats": {"task": "lettrine.stats.roll_up", "schedule": 60.0},
             # A no-op without BOUNCE_IMAP_HOST; a tick older than a minute is dropped.
             "bounce_mailbox": {
                 "task": "lettrine.delivery.read_bounce_mailbox",

@@ -226,6 +226,9 @@ class IssueStats:
     def status(self, status: DeliveryStatus) -> int:
         return self.statuses.get(status, 0)
 
+    def status_count(self, status: str) -> int:
+        return self.status(DeliveryStatus(status))
+
     @property
     def sent(self) -> int:
         """Messages that left (accepted, bounced, refused or uncertain)."""
