@@ -27,6 +27,7 @@ from service.outbox.views import bp as outbox_bp
 from service.public.views import bp as public_bp
 from service.stats.views import bp as stats_bp
 from service.taskqueue import celery_init_app
+from service.tracking.views import bp as tracking_bp
 
 # Strict by default; the few pages that show caught e-mails loosen it for
 # themselves only (see service/outbox/views.py).
@@ -104,6 +105,7 @@ def _register_blueprints(app: Flask) -> None:
     app.register_blueprint(imports_bp)
     app.register_blueprint(stats_bp)
     app.register_blueprint(archive_bp)
+    app.register_blueprint(tracking_bp)
 
 
 def _security_headers(app: Flask) -> None:

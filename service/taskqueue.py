@@ -43,6 +43,12 @@ def celery_settings(config: Config) -> dict[str, Any]:
                 "schedule": 60.0,
                 "options": {"expires": 55},
             },
+            # Buffered tracking hits to the events table; a late tick is useless: dropped.
+            "tracking": {
+                "task": "lettrine.tracking.flush",
+                "schedule": 2.0,
+                "options": {"expires": 10},
+            },
         },
     }
     if config.broker_folder is not None:

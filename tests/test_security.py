@@ -30,6 +30,8 @@ EXPECTED_PUBLIC = {
     "public.confirm",
     "public.preferences",
     "public.unsubscribe",
+    "tracking.click",
+    "tracking.pixel",
     "archive.index",
     "archive.newsletter",
     "archive.issue",

@@ -12,6 +12,7 @@ from service.delivery.sender import SmtpSender, make_sender
 from service.delivery.throttle import Throttle, make_throttle
 from service.stats.services import roll_up
 from service.system.services import record_heartbeat
+from service.tracking.services import flush_buffer
 
 
 @shared_task(name="lettrine.system.heartbeat")
@@ -79,3 +80,9 @@ def roll_up_stats() -> None:
 def read_bounce_mailbox() -> None:
     """Every minute: apply the reports waiting in the bounce mailbox (IMAP), if configured."""
     read_mailbox(Session(), current_app.extensions["lettrine_config"])
+
+
+@shared_task(name="lettrine.tracking.flush")
+def flush_tracking() -> None:
+    """Every 2 s: write the tracking hits buffered in Redis to the events table."""
+    flush_buffer(Session(), current_app.extensions["lettrine_config"])

@@ -34,6 +34,7 @@ from service.delivery.window import PARIS, Window
 from service.issues.models import Issue, IssueStatus
 from service.issues.rendering import dkim_signer, issue_data, render_settings
 from service.issues.states import transition
+from service.tracking.services import store_links
 
 BATCH = 200
 LEASE = dt.timedelta(minutes=5)
@@ -81,6 +82,7 @@ def _begin(session: Session, issue: Issue) -> int:
     transition(issue, IssueStatus.SENDING)
     issue.send_started_at = issue.send_started_at or utcnow()
     added = snapshot(session, issue)
+    store_links(session, issue)
     _enqueue(session, issue.id, PARALLEL_TASKS)
     return added
 

@@ -1,7 +1,16 @@
 import datetime as dt
 import enum
 
-from sqlalchemy import BigInteger, Boolean, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
 from sqlalchemy.orm import Mapped, mapped_column
 
 from service.db import Base, bigintpk, created_at, enum_column, intpk, utcnow
@@ -26,7 +35,11 @@ class Link(Base):
     """A URL stored for an issue: tracked redirects may only go to these."""
 
     __tablename__ = "links"
-    __table_args__ = (Index("ix_links_issue_id", "issue_id"),)
+    __table_args__ = (
+        Index("ix_links_issue_id", "issue_id"),
+        # Position as in the email's tracked URLs: stored once per issue (idempotent).
+        UniqueConstraint("issue_id", "position"),
+    )
 
     id: Mapped[intpk]
     issue_id: Mapped[int] = mapped_column(ForeignKey("issues.id", ondelete="CASCADE"))
@@ -62,3 +75,19 @@ class Event(Base):
     is_machine: Mapped[bool] = mapped_column(Boolean, default=False)
     user_agent_family: Mapped[str | None] = mapped_column(String(40))
     ip_truncated: Mapped[str | None] = mapped_column(String(45))
+
+
+class TrackingFlush(Base):
+    """The last batch of buffered hits written to ``events`` (one row).
+
+    Hits wait in a Redis list; a flush moves a batch to a processing list, writes
+    it, and records the batch id in the same transaction. A flush that died after
+    its commit but before clearing the processing list is recognised by the id,
+    so a batch is written exactly once.
+    """
+
+    __tablename__ = "tracking_flushes"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    batch_id: Mapped[str] = mapped_column(String(40))
+    flushed_at: Mapped[dt.datetime] = mapped_column(default=utcnow)

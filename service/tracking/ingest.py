@@ -1,0 +1,288 @@
+"""The hot path behind ``/c/<token>`` and ``/o/<token>.gif``: a few microseconds of
+work per hit, so the endpoints hold a newsletter's peak (bench/tracking.py).
+
+- The token is checked first, without the database: garbage costs one hash.
+- What a valid token needs (its delivery's issue and send time, the issue's
+  tracking mode and stored links) is cached per process: deliveries by blocks of
+  consecutive ids (an issue's deliveries are inserted together), issues for
+  ``ISSUE_TTL`` seconds, so a mode changed in the back office applies within it.
+- With Redis, a hit costs one round trip: a script that applies the flood limits
+  and pushes the event to a list, which ``services.flush`` writes in batches.
+  Without Redis (embedded mode), or if the buffer is full or unreachable, the
+  event is inserted at once in its own short transaction.
+"""
+
+import base64
+import datetime as dt
+import logging
+import threading
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Any
+
+import redis
+from sqlalchemy import select
+from sqlalchemy.exc import SQLAlchemyError
+
+from emails.tokens import TokenSigner
+from service.config import Config
+from service.db import Session
+from service.delivery.models import Delivery
+from service.issues.models import Issue
+from service.newsletters.models import Newsletter, TrackingMode
+from service.tracking.classify import Hit, classify, truncate_ip
+from service.tracking.models import EventKind, Link
+from service.tracking.services import EVENTS_KEY, decode_hit, encode_hit, write_events
+
+log = logging.getLogger(__name__)
+
+# The smallest transparent GIF (1×1).
+PIXEL = base64.b64decode("R0lGODlhAQABAIAAAAAAAP///yH5BAEAAAAALAAAAAABAAEAAAIBRAA7")
+
+ISSUE_TTL = 30.0  # seconds an issue's mode and links are trusted
+MAX_ISSUES = 256
+BLOCK = 512  # deliveries loaded together on a miss
+MAX_BLOCKS = 256  # ~130,000 deliveries per process, least recently used dropped
+RELOAD_AFTER = 1.0  # a block missing an id (or a send time) is read again at most this often
+
+# Floods: hits beyond these are answered as usual but not recorded.
+IP_LIMIT = 600  # per truncated address (/24, /48) and minute
+DELIVERY_LIMIT = 100  # per delivery and day (opens and clicks)
+MAX_BUFFER = 2_000_000  # hits waiting in Redis; beyond, they are written directly
+
+# KEYS: buffer, address counter, delivery counter ('' for none).
+# ARGV: event, address limit, address window, delivery limit, delivery window, buffer size.
+# Returns 1 (buffered), 0 (over a limit: dropped), -1 (buffer full: write it yourself).
+_RECORD = """
+local n = redis.call('INCR', KEYS[2])
+if n == 1 then redis.call('EXPIRE', KEYS[2], ARGV[3]) end
+if n > tonumber(ARGV[2]) then return 0 end
+if KEYS[3] ~= '' then
+  local d = redis.call('INCR', KEYS[3])
+  if d == 1 then redis.call('EXPIRE', KEYS[3], ARGV[5]) end
+  if d > tonumber(ARGV[4]) then return 0 end
+end
+if redis.call('LLEN', KEYS[1]) >= tonumber(ARGV[6]) then return -1 end
+redis.call('RPUSH', KEYS[1], ARGV[1])
+return 1
+"""
+
+
+@dataclass(frozen=True)
+class IssueInfo:
+    mode: TrackingMode
+    started_at: dt.datetime | None
+    links: dict[int, tuple[int, str]]  # position → (link id, URL)
+    loaded: float
+
+
+@dataclass(frozen=True)
+class Request:
+    """What the classification needs from the HTTP request."""
+
+    method: str
+    user_agent: str | None
+    address: str | None
+
+
+class Tracker:
+    """One per application and process (``tracker(app)``); thread-safe."""
+
+    def __init__(self, config: Config) -> None:
+        self.signer = TokenSigner(config.secret_key)
+        self.client: redis.Redis[bytes] | None = (
+            redis.Redis.from_url(config.redis_url, socket_timeout=1.0, socket_connect_timeout=1.0)
+            if config.redis_url
+            else None
+        )
+        self._record_script = self.client.register_script(_RECORD) if self.client else None
+        self._issues: OrderedDict[int, IssueInfo | None] = OrderedDict()
+        self._issue_loaded: dict[int, float] = {}
+        self._blocks: OrderedDict[int, tuple[float, dict[int, tuple[int, float | None]]]] = (
+            OrderedDict()
+        )
+        self._lock = threading.Lock()
+        self._minute = 0
+        self._local_counts: dict[str, int] = {}
+
+    # --- The two endpoints --------------------------------------------------------------------
+
+    def click(self, token: str, request: Request) -> str | None:
+        """The stored URL a click token leads to (recording the click), or None."""
+        parsed = self.signer.verify(token)
+        if parsed is None:
+            return None
+        delivery_id: int | None = None
+        sent_at: float | None = None
+        if parsed.kind == "delivery_link":
+            found = self._delivery(parsed.id)
+            if found is None:
+                return None
+            issue_id, sent_at = found
+            delivery_id = parsed.id
+        elif parsed.kind == "issue_link":
+            issue_id = parsed.id
+        else:
+            return None
+        issue = self._issue(issue_id)
+        link = issue.links.get(parsed.position) if issue is not None else None
+        if issue is None or link is None:
+            return None
+        self._record(EventKind.CLICK, issue_id, issue, delivery_id, sent_at, link[0], request)
+        return link[1]
+
+    def open(self, token: str, request: Request) -> bool:
+        """Record an open if the pixel's token is ours; False otherwise."""
+        parsed = self.signer.verify(token)
+        if parsed is None:
+            return False
+        delivery_id: int | None = None
+        sent_at: float | None = None
+        if parsed.kind == "open":
+            found = self._delivery(parsed.id)
+            if found is None:
+                return False
+            issue_id, sent_at = found
+            delivery_id = parsed.id
+        elif parsed.kind == "issue_open":
+            issue_id = parsed.id
+        else:
+            return False
+        issue = self._issue(issue_id)
+        if issue is None:
+            return False
+        self._record(EventKind.OPEN, issue_id, issue, delivery_id, sent_at, None, request)
+        return True
+
+    # --- Recording ----------------------------------------------------------------------------
+
+    def _record(  # noqa: PLR0917 - one hit's facts
+        self,
+        kind: EventKind,
+        issue_id: int,
+        issue: IssueInfo,
+        delivery_id: int | None,
+        sent_at: float | None,
+        link_id: int | None,
+        request: Request,
+    ) -> None:
+        if issue.mode is TrackingMode.OFF:
+            return
+        now = time.time()
+        at = dt.datetime.fromtimestamp(now, dt.UTC)
+        if delivery_id is not None:
+            sent = dt.datetime.fromtimestamp(sent_at, dt.UTC) if sent_at is not None else None
+        else:  # a per-issue token: the issue's start is the earliest any copy left
+            sent = issue.started_at
+        verdict = classify(
+            Hit(kind.value, request.method, request.user_agent, at, sent_at=sent, timed=True)
+        )
+        ip = truncate_ip(request.address)
+        stored_delivery = delivery_id if issue.mode is TrackingMode.INDIVIDUAL else None
+        event = encode_hit(
+            kind, issue_id, stored_delivery, link_id, now, verdict.is_machine, verdict.family, ip
+        )
+        if self._buffer(event, ip, delivery_id, now):
+            return
+        if self._allowed_locally(ip or "-", now):
+            self._write_now(event)
+
+    def _buffer(self, event: str, ip: str | None, delivery_id: int | None, now: float) -> bool:
+        """Push to Redis with the flood limits; True when Redis took care of it."""
+        if self._record_script is None:
+            return False
+        keys = [
+            EVENTS_KEY,
+            f"lettrine:tracking:ip:{ip or '-'}:{int(now // 60)}",
+            f"lettrine:tracking:delivery:{delivery_id}" if delivery_id is not None else "",
+        ]
+        args: list[Any] = [event, IP_LIMIT, 120, DELIVERY_LIMIT, 86400, MAX_BUFFER]
+        try:
+            status = int(self._record_script(keys=keys, args=args))
+        except redis.RedisError:
+            log.warning("tracking buffer unreachable: writing the hit directly")
+            return False
+        return status >= 0
+
+    def _allowed_locally(self, ip: str, now: float) -> bool:
+        """The per-address limit when Redis is not there (per process, bounded)."""
+        minute = int(now // 60)
+        with self._lock:
+            if minute != self._minute or len(self._local_counts) > 10_000:
+                self._minute, self._local_counts = minute, {}
+            count = self._local_counts.get(ip, 0) + 1
+            self._local_counts[ip] = count
+        return count <= IP_LIMIT
+
+    def _write_now(self, event: str) -> None:
+        session = Session()
+        try:
+            if session.get_bind().dialect.name == "postgresql":
+                session.connection().exec_driver_sql("SET LOCAL synchronous_commit = off")
+            write_events(session, [decode_hit(event)])
+            session.commit()
+        except SQLAlchemyError:
+            session.rollback()
+            log.exception("tracking hit lost: the database refused it")
+
+    # --- Per-process caches -------------------------------------------------------------------
+
+    def _issue(self, issue_id: int) -> IssueInfo | None:
+        now = time.monotonic()
+        with self._lock:
+            cached = self._issues.get(issue_id, False)
+            fresh = now - self._issue_loaded.get(issue_id, -ISSUE_TTL) < ISSUE_TTL
+        if cached is not False and fresh:
+            return cached  # type: ignore[return-value]
+        session = Session()
+        row = session.execute(
+            select(Issue.send_started_at, Newsletter.tracking_mode)
+            .join(Newsletter, Newsletter.id == Issue.newsletter_id)
+            .where(Issue.id == issue_id)
+        ).first()
+        info = None
+        if row is not None:
+            links = {
+                position: (link_id, url)
+                for position, link_id, url in session.execute(
+                    select(Link.position, Link.id, Link.url).where(Link.issue_id == issue_id)
+                )
+            }
+            info = IssueInfo(row.tracking_mode, row.send_started_at, links, now)
+        with self._lock:
+            self._issues[issue_id] = info
+            self._issue_loaded[issue_id] = now
+            self._issues.move_to_end(issue_id)
+            while len(self._issues) > MAX_ISSUES:
+                dropped, _ = self._issues.popitem(last=False)
+                self._issue_loaded.pop(dropped, None)
+        return info
+
+    def _delivery(self, delivery_id: int) -> tuple[int, float | None] | None:
+        """(issue id, sent at as a timestamp or None) of a delivery, or None if unknown."""
+        number = delivery_id // BLOCK
+        now = time.monotonic()
+        with self._lock:
+            block = self._blocks.get(number)
+            if block is not None:
+                self._blocks.move_to_end(number)
+        if block is not None:
+            found = block[1].get(delivery_id)
+            if (found is not None and found[1] is not None) or now - block[0] < RELOAD_AFTER:
+                return found
+        rows = Session().execute(
+            select(Delivery.id, Delivery.issue_id, Delivery.sent_at).where(
+                Delivery.id >= number * BLOCK, Delivery.id < (number + 1) * BLOCK
+            )
+        )
+        entries = {
+            ident: (issue_id, sent.timestamp() if sent is not None else None)
+            for ident, issue_id, sent in rows
+        }
+        with self._lock:
+            self._blocks[number] = (now, entries)
+            self._blocks.move_to_end(number)
+            while len(self._blocks) > MAX_BLOCKS:
+                self._blocks.popitem(last=False)
+        return entries.get(delivery_id)
