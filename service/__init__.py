@@ -19,6 +19,7 @@ from service.config import Config, load_config
 from service.dashboard.views import bp as dashboard_bp
 from service.db import Session, bind_session, make_engine
 from service.delivery.views import bp as delivery_hooks_bp
+from service.delivery.views import reports_bp as bounce_reports_bp
 from service.extensions import babel, csrf, limiter, login_manager
 from service.i18n import select_locale
 from service.issues.views import bp as issues_bp
@@ -43,6 +44,7 @@ CONTENT_SECURITY_POLICY = (
 NAV_ITEMS = (
     ("issues.index", _l("Numéros"), ("admin", "publisher", "editor", "analyst")),
     ("audience.index", _l("Abonnés"), ("admin", "publisher", "editor")),
+    ("bounces.index", _l("Retours"), ("admin", "publisher")),
     ("stats.index", _l("Statistiques"), ("admin", "publisher", "editor", "analyst")),
     ("newsletters.index", _l("Lettres"), ("admin",)),
     ("accounts.users", _l("Utilisateurs"), ("admin",)),
@@ -102,6 +104,7 @@ def _register_blueprints(app: Flask) -> None:
     app.register_blueprint(assets_bp)
     app.register_blueprint(audience_bp)
     app.register_blueprint(delivery_hooks_bp)
+    app.register_blueprint(bounce_reports_bp)
     app.register_blueprint(imports_bp)
     app.register_blueprint(stats_bp)
     app.register_blueprint(archive_bp)

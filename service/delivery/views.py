@@ -1,16 +1,22 @@
-"""Inbound reports: bounces and complaints posted by the mail server or a provider."""
+"""Inbound reports: bounces and complaints posted by the mail server or a provider,
+and the page « Retours de messagerie » that lists them."""
 
+import datetime as dt
 import hmac
 
-from flask import Blueprint, abort, current_app, request
+from flask import Blueprint, abort, current_app, render_template, request
 from flask.typing import ResponseReturnValue
 
-from service.accounts.permissions import public
-from service.db import Session
-from service.delivery import bounces
+from service.accounts.models import Role
+from service.accounts.permissions import public, roles_required
+from service.db import Session, utcnow
+from service.delivery import bounces, imap
 from service.extensions import csrf
 
 bp = Blueprint("delivery_hooks", __name__, url_prefix="/webhooks")
+reports_bp = Blueprint("bounces", __name__, url_prefix="/retours")
+# Beat reads the mailbox every minute: five minutes without a run means no beat or no worker.
+STALE = dt.timedelta(minutes=5)
 
 
 @bp.route("/bounces", methods=["POST"])
@@ -32,5 +38,26 @@ def bounce() -> ResponseReturnValue:
     raw = request.get_data(cache=False)
     if not raw or len(raw) > 5 * 1024 * 1024:
         abort(400)
-    report = bounces.process(Session(), config.secret_key, raw)
+    report = bounces.process(Session(), config.secret_key, raw, source="webhook")
     return {"kind": report.kind, "delivery": report.delivery_id, "status": report.status}, 202
+
+
+@reports_bp.route("/")
+@roles_required(Role.ADMIN, Role.PUBLISHER)
+def index() -> ResponseReturnValue:
+    """The last reports received, and how the bounce mailbox reader is doing."""
+    config = current_app.extensions["lettrine_config"]
+    state = imap.mailbox_state(Session())
+    now = utcnow()
+    return render_template(
+        "delivery/bounces.html",
+        reports=bounces.recent_reports(Session()),
+        mailbox=config.bounce_imap,
+        webhook=bool(config.bounce_webhook_token),
+        state=state,
+        running=bool(state and state.lease_until and state.lease_until > now),
+        stale=bool(
+            config.bounce_imap
+            and (state is None or not state.last_run_at or now - state.last_run_at > STALE)
+        ),
+    )

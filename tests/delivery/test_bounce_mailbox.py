@@ -8,10 +8,12 @@ from pathlib import Path
 
 import pytest
 from flask import Flask
+from flask.testing import FlaskClient
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from emails.tokens import TokenSigner
+from service.accounts.models import Role
 from service.audience.models import Subscriber, SubscriberStatus, Suppression
 from service.audit.models import AuditEntry
 from service.config import Config, ConfigError, ImapSettings, load_config
@@ -25,10 +27,12 @@ from service.delivery.models import (
     MailboxState,
     ReportKind,
 )
+from service.issues.models import Issue
 from service.tracking.models import Event, EventKind
 from tests.conftest import free_port
 from tests.dovecot import DOVECOT, Dovecot, dovecot_server
-from tests.factories import DeliveryFactory
+from tests.factories import DeliveryFactory, UserFactory
+from tests.helpers import login
 
 SECRET = "test-secret-key"
 DOMAIN = "lettre.aula.example.org"
@@ -227,6 +231,7 @@ def test_a_malformed_report_is_set_aside_and_the_batch_goes_on(
     user: str,
     deliveries: list[Delivery],
     db_session: Session,
+    *,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     first, second = deliveries[0], deliveries[1]
@@ -274,6 +279,7 @@ def test_a_wrong_password_gives_a_clear_status(
     user: str,
     deliveries: list[Delivery],
     db_session: Session,
+    *,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     _append(dovecot, user, _dsn(_address(deliveries[0]), "failed", "5.1.1", "wait"))
@@ -414,3 +420,79 @@ def test_imaplib_is_the_client(dovecot: Dovecot, user: str) -> None:
         assert b"MOVE" in data[0]
     with pytest.raises(imaplib.IMAP4.error), dovecot.client(user, "faux"):
         pass
+
+
+def test_the_webhook_records_its_reports_too(
+    app: Flask, client: FlaskClient, deliveries: list[Delivery], db_session: Session
+) -> None:
+    app.extensions["lettrine_config"] = replace(
+        app.extensions["lettrine_config"], bounce_webhook_token="jeton"
+    )
+
+    def post(raw: bytes) -> dict[str, object]:
+        response = client.post(
+            "/webhooks/bounces", data=raw, headers={"Authorization": "Bearer jeton"}
+        )
+        assert response.status_code == 202
+        return response.get_json()  # type: ignore[no-any-return]
+
+    assert post(_malformed(_address(deliveries[0]), "hook-bad"))["kind"] == "malformed"
+    hard = _dsn(_address(deliveries[1]), "failed", "5.1.1", "hook-1")
+    assert post(hard)["kind"] == "hard"
+    assert post(hard)["kind"] == "hard"  # the provider retried: recognised, not applied again
+    reports = db_session.scalars(select(InboundReport).order_by(InboundReport.id)).all()
+    assert [(r.source, r.kind) for r in reports] == [
+        ("webhook", ReportKind.MALFORMED),
+        ("webhook", ReportKind.HARD),
+    ]
+    assert db_session.scalars(select(AuditEntry.action)).all().count("bounce.malformed") == 1
+    assert db_session.scalar(select(func.count()).select_from(Event)) == 1
+
+
+def test_the_page_shows_reports_and_the_reader_status(
+    app: Flask,
+    client: FlaskClient,
+    dovecot: Dovecot,
+    user: str,
+    deliveries: list[Delivery],
+    *,
+    db_session: Session,
+) -> None:
+    UserFactory(email="pub@agence.example.org", role=Role.PUBLISHER)
+    login(client, "pub@agence.example.org")
+    page = client.get("/retours/").get_data(as_text=True)
+    assert "Retours de messagerie" in page
+    assert 'data-mailbox="disabled"' in page
+    assert "Aucun retour reçu" in page
+
+    settings = dovecot.settings(user)
+    app.extensions["lettrine_config"] = _config(app, settings)
+    read_mailbox(db_session, _config(app, replace(settings, password="faux")))
+    page = client.get("/retours/").get_data(as_text=True)
+    assert 'data-error-kind="auth"' in page
+    assert "Identifiants refusés" in page
+
+    hard = deliveries[0]
+    _append(
+        dovecot,
+        user,
+        _dsn(_address(hard), "failed", "5.1.1", "page-1"),
+        _malformed("nobody@example.org", "page-2"),
+    )
+    read_mailbox(db_session, _config(app, settings))
+    page = client.get("/retours/").get_data(as_text=True)
+    assert 'data-mailbox="ok"' in page
+    assert "1 retour(s) traité(s), 1 mis de côté" in page
+    row = page[page.index('data-kind="hard"') :].split("</tr>")[0]
+    assert "Rejet définitif" in row
+    assert "5.1.1" in row
+    issue = db_session.get(Issue, hard.issue_id)
+    subscriber = db_session.get(Subscriber, hard.subscriber_id)
+    assert issue is not None
+    assert subscriber is not None
+    assert f"/numeros/{issue.id}" in row
+    assert subscriber.email in row
+    malformed = page[page.index('data-kind="malformed"') :].split("</tr>")[0]
+    assert "Malformé" in malformed
+    assert "envoi non reconnu" in malformed
+    # Who else may open it: tests/test_security.py walks every route for every role.
