@@ -1,0 +1,135 @@
+"""Hits through the Redis buffer: answered at once, written by the flush, exactly
+once even when a flush dies half-way."""
+
+import datetime as dt
+
+import pytest
+import redis
+from flask import Flask
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from service.tracking import ingest
+from service.tracking.models import Event, EventKind
+from service.tracking.services import (
+    BATCH_ID_KEY,
+    EVENTS_KEY,
+    LOCK_KEY,
+    PROCESSING_KEY,
+    buffered,
+    flush,
+    take_batch,
+    write_batch,
+)
+from tests.tracking.conftest import Sent
+
+HUMAN = {"User-Agent": "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0"}
+
+
+def _count(db_session: Session) -> int:
+    return db_session.scalar(select(func.count()).select_from(Event)) or 0
+
+
+def test_hits_wait_in_the_buffer_until_the_flush(
+    buffered_app: Flask, db_session: Session, buffer: "redis.Redis[bytes]", sent: Sent
+) -> None:
+    client = buffered_app.test_client()
+    assert client.get(sent.open_path(), headers=HUMAN).status_code == 200
+    response = client.get(sent.click_path(3), headers=HUMAN)
+    assert response.headers["Location"] == sent.links[3].url
+    assert _count(db_session) == 0
+    assert buffered(buffer) == 2
+    assert flush(db_session, buffer) == 2
+    events = list(db_session.scalars(select(Event).order_by(Event.id)))
+    assert [(e.kind, e.delivery_id, e.link_id) for e in events] == [
+        (EventKind.OPEN, sent.delivery.id, None),
+        (EventKind.CLICK, sent.delivery.id, sent.links[3].id),
+    ]
+    assert all(not e.is_machine and e.user_agent_family == "Firefox" for e in events)
+    assert buffered(buffer) == 0
+    assert not buffer.exists(LOCK_KEY)
+
+
+def test_a_batch_taken_by_a_flush_that_died_is_written_by_the_next(
+    buffered_app: Flask, db_session: Session, buffer: "redis.Redis[bytes]", sent: Sent
+) -> None:
+    client = buffered_app.test_client()
+    for _ in range(3):
+        client.get(sent.open_path(), headers=HUMAN)
+    assert take_batch(buffer) is not None  # moved to processing, then the worker is killed
+    client.get(sent.open_path(), headers=HUMAN)  # a hit arriving meanwhile
+    assert (buffer.llen(PROCESSING_KEY), buffer.llen(EVENTS_KEY)) == (3, 1)
+    assert flush(db_session, buffer) == 4
+    assert _count(db_session) == 4
+    assert buffered(buffer) == 0
+
+
+def test_a_batch_committed_just_before_a_crash_is_not_written_twice(
+    buffered_app: Flask, db_session: Session, buffer: "redis.Redis[bytes]", sent: Sent
+) -> None:
+    client = buffered_app.test_client()
+    for _ in range(3):
+        client.get(sent.open_path(), headers=HUMAN)
+    batch = take_batch(buffer)
+    assert batch is not None
+    items = buffer.lrange(PROCESSING_KEY, 0, -1)
+    assert write_batch(db_session, buffer, batch) == 3
+    # What a crash between the commit and the clean-up leaves in Redis:
+    buffer.rpush(PROCESSING_KEY, *items)
+    buffer.set(BATCH_ID_KEY, batch)
+    assert flush(db_session, buffer) == 0
+    assert _count(db_session) == 3
+    assert buffered(buffer) == 0
+
+
+def test_one_flusher_at_a_time(
+    buffered_app: Flask, db_session: Session, buffer: "redis.Redis[bytes]", sent: Sent
+) -> None:
+    buffered_app.test_client().get(sent.open_path(), headers=HUMAN)
+    buffer.set(LOCK_KEY, "another worker", ex=60)
+    assert flush(db_session, buffer) == 0
+    assert buffered(buffer) == 1
+    buffer.delete(LOCK_KEY)
+    assert flush(db_session, buffer) == 1
+
+
+def test_bursts_are_marked_across_batches(
+    buffered_app: Flask, db_session: Session, buffer: "redis.Redis[bytes]", sent: Sent
+) -> None:
+    client = buffered_app.test_client()
+    client.get(sent.click_path(0), headers=HUMAN)
+    client.get(sent.click_path(1), headers=HUMAN)
+    flush(db_session, buffer)
+    assert db_session.scalars(select(Event.is_machine)).all() == [False, False]
+    client.get(sent.click_path(2), headers=HUMAN)  # the third link in the same second
+    flush(db_session, buffer)
+    assert db_session.scalars(select(Event.is_machine)).all() == [True, True, True]
+
+
+def test_floods_are_capped_per_address_and_per_delivery(
+    buffered_app: Flask,
+    db_session: Session,
+    buffer: "redis.Redis[bytes]",
+    sent: Sent,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(ingest, "IP_LIMIT", 4)
+    monkeypatch.setattr(ingest, "DELIVERY_LIMIT", 6)
+    client = buffered_app.test_client()
+    for _ in range(10):
+        response = client.get(sent.open_path(), headers=HUMAN)
+        assert response.status_code == 200
+    assert buffered(buffer) == 4  # one address
+    for n in range(10):
+        client.get(sent.open_path(), headers=HUMAN, environ_base={"REMOTE_ADDR": f"10.0.{n}.1"})
+    assert buffered(buffer) == 6  # one delivery
+    # The counters expire: nothing grows without bound.
+    assert all(buffer.ttl(key) > 0 for key in buffer.scan_iter("lettrine:tracking:*:*"))
+
+
+def test_without_redis_hits_are_written_at_once(
+    app: Flask, db_session: Session, sent: Sent
+) -> None:
+    app.test_client().get(sent.open_path(), headers=HUMAN)
+    (event,) = db_session.scalars(select(Event))
+    assert event.occurred_at > dt.datetime.now(dt.UTC) - dt.timedelta(minutes=1)
