@@ -100,6 +100,7 @@ class WebPage:
 
     archive_url: str
     subscribe_url: str
+    icon_url: str | None = None  # the site's icon, so browsers do not ask for /favicon.ico
 
 
 @dataclass(frozen=True)

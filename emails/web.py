@@ -31,4 +31,8 @@ def web_html(issue: IssueData, settings: RenderSettings, page: WebPage) -> str:
             raise RenderError(f"Élément personnel « {kind} » dans la version publique")
         return html.escape(resolve(links[int(arg)], settings))
 
-    return marker.sub(fill, variant.html)
+    document = marker.sub(fill, variant.html)
+    if page.icon_url:
+        head = f'<head><link rel="icon" href="{html.escape(page.icon_url)}">'
+        document = document.replace("<head>", head, 1)
+    return document

@@ -119,13 +119,15 @@ def latest_issues(session: Session, newsletter_id: int, limit: int = FEED_SIZE) 
     )
 
 
-def issue_html(config: Config, issue: Issue, *, archive_url: str, subscribe_url: str) -> str:
+def issue_html(
+    config: Config, issue: Issue, *, archive_url: str, subscribe_url: str, icon_url: str
+) -> str:
     """The public page of an issue: its email rendered for nobody (see the module doc)."""
     data = issue_data(issue, config=config)
     # The date readers see: when it was sent, if it was not scheduled for a given day.
     if data.scheduled_at is None:
         data = replace(data, scheduled_at=published_at(issue))
-    page = WebPage(archive_url=archive_url, subscribe_url=subscribe_url)
+    page = WebPage(archive_url=archive_url, subscribe_url=subscribe_url, icon_url=icon_url)
     return web_html(data, render_settings(config, issue.id), page)
 
 
