@@ -61,6 +61,7 @@ return math.ceil(wait)
 class Limit:
     key: str
     rate: float  # messages per second
+    bursts: bool = True  # a slowed-down domain gets no burst: one message per interval
 
     @property
     def interval_ms(self) -> float:
@@ -69,6 +70,8 @@ class Limit:
     @property
     def burst_ms(self) -> float:
         # Up to about one second's worth of messages may leave at once.
+        if not self.bursts:
+            return 0.0
         return max(0.0, (max(1.0, self.rate) - 1) * self.interval_ms)
 
 
@@ -112,7 +115,8 @@ class Throttle:
         if self.relay_rate:
             found.append(Limit(f"{PREFIX}relay:{self.relay}", self.relay_rate))
         if rate := self.rate_for(domain):
-            found.append(Limit(f"{PREFIX}domain:{domain}", rate))
+            slowed = domain in self._slowed and rate == self._slowed[domain]
+            found.append(Limit(f"{PREFIX}domain:{domain}", rate, bursts=not slowed))
         return found
 
     def wait(self, domain: str) -> float | None:
