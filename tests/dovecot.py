@@ -49,9 +49,7 @@ class Dovecot:
         (self.root / "users" / name).write_text(f"{name}:{{PLAIN}}{password}\n")
         return name
 
-    def settings(
-        self, user: str, password: str = PASSWORD, tls: str = "none"
-    ) -> ImapSettings:
+    def settings(self, user: str, password: str = PASSWORD, tls: str = "none") -> ImapSettings:
         port = self.tls_port if tls == "implicit" else self.port
         return ImapSettings("127.0.0.1", port, user, password, tls=tls)
 

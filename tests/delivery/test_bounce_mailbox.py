@@ -2,6 +2,7 @@
 
 import imaplib
 import logging
+import time
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -9,10 +10,12 @@ from pathlib import Path
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
-from sqlalchemy import func, select
+from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session as OrmSession
 
 from emails.tokens import TokenSigner
+from service import create_app
 from service.accounts.models import Role
 from service.audience.models import Subscriber, SubscriberStatus, Suppression
 from service.audit.models import AuditEntry
@@ -29,10 +32,11 @@ from service.delivery.models import (
 )
 from service.issues.models import Issue
 from service.tracking.models import Event, EventKind
-from tests.conftest import free_port
-from tests.dovecot import DOVECOT, Dovecot, dovecot_server
-from tests.factories import DeliveryFactory, UserFactory
+from tests.conftest import TEST_REDIS_URL, free_port, make_config
+from tests.dovecot import DOVECOT, PASSWORD, Dovecot, dovecot_server
+from tests.factories import DeliveryFactory, IssueFactory, UserFactory
 from tests.helpers import login
+from tests.processes import start_worker, truncate_all, worker_env
 
 SECRET = "test-secret-key"
 DOMAIN = "lettre.aula.example.org"
@@ -496,3 +500,95 @@ def test_the_page_shows_reports_and_the_reader_status(
     assert "Malformé" in malformed
     assert "envoi non reconnu" in malformed
     # Who else may open it: tests/test_security.py walks every route for every role.
+
+
+@pytest.mark.slow
+@pytest.mark.postgres_only
+def test_a_worker_reads_the_mailbox_under_overlapping_ticks(
+    engine: Engine, database_url: str, tmp_path: Path, dovecot: Dovecot, user: str
+) -> None:
+    """The Celery task for real: four ticks at once on two worker processes, each
+    report applied once, every message filed."""
+    count = 20
+    with OrmSession(engine) as session:
+        issue = IssueFactory.build()
+        session.add(issue)
+        session.flush()
+        rows = [
+            Delivery(
+                issue_id=issue.id,
+                subscriber_id=_subscriber(session, n).id,
+                status=DeliveryStatus.SENT,
+            )
+            for n in range(count)
+        ]
+        session.add_all(rows)
+        session.commit()
+        ids = [row.id for row in rows]
+    signer = TokenSigner(SECRET)
+    _append(
+        dovecot,
+        user,
+        *(
+            _dsn(bounce_address(signer, delivery_id, DOMAIN), "failed", "5.1.1", f"w{n}")
+            for n, delivery_id in enumerate(ids)
+        ),
+        _malformed("nobody@example.org", "w-bad"),
+    )
+    env = worker_env(
+        tmp_path / "instance",
+        database_url,
+        REDIS_URL=TEST_REDIS_URL,
+        BOUNCE_IMAP_HOST="127.0.0.1",
+        BOUNCE_IMAP_PORT=str(dovecot.port),
+        BOUNCE_IMAP_USER=user,
+        BOUNCE_IMAP_PASSWORD=PASSWORD,
+        BOUNCE_IMAP_TLS="none",
+    )
+    log = tmp_path / "worker.log"
+    worker = start_worker(env, log, concurrency=2)
+    app = create_app(
+        make_config(
+            tmp_path / "app", database_url, broker_url=TEST_REDIS_URL, redis_url=TEST_REDIS_URL
+        )
+    )
+    try:
+        for _ in range(4):
+            app.extensions["celery"].send_task("lettrine.delivery.read_bounce_mailbox")
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if worker.poll() is not None:
+                pytest.fail(f"worker died:\n{log.read_text()[-3000:]}")
+            with OrmSession(engine) as check:
+                reports = check.scalar(select(func.count()).select_from(InboundReport))
+                state = check.get(MailboxState, MAILBOX)
+                idle = state is not None and state.lease_until is None
+            if reports == count + 1 and idle and _count(dovecot, user, "INBOX") == 0:
+                break
+            time.sleep(0.2)  # polling the ledger and the mailbox: they are the events awaited
+        else:
+            pytest.fail(f"mailbox not drained:\n{log.read_text()[-3000:]}")
+        with OrmSession(engine) as check:
+            events = check.execute(select(Event.kind, Event.delivery_id)).all()
+            assert sorted(d for _k, d in events) == sorted(ids)
+            assert {k for k, _d in events} == {EventKind.BOUNCE}
+            assert check.scalar(select(func.count()).select_from(Suppression)) == count
+            statuses = set(check.scalars(select(Delivery.status)))
+            assert statuses == {DeliveryStatus.BOUNCED}
+            state = check.get(MailboxState, MAILBOX)
+            assert state is not None
+            assert state.last_error is None
+        assert _count(dovecot, user, DONE) == count
+        assert _count(dovecot, user, ASIDE) == 1
+    finally:
+        worker.terminate()
+        worker.wait(timeout=30)
+        app.extensions["engine"].dispose()
+        truncate_all(engine)
+
+
+def _subscriber(session: OrmSession, n: int) -> Subscriber:
+    subscriber = Subscriber(email=f"elu{n}@ternois.example.fr", status=SubscriberStatus.ACTIVE)
+    session.add(subscriber)
+    session.flush()
+    return subscriber
