@@ -18,6 +18,8 @@ These are read-only use cases: nothing here writes to the database.
 
 import datetime as dt
 import hashlib
+import threading
+from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
@@ -119,16 +121,73 @@ def latest_issues(session: Session, newsletter_id: int, limit: int = FEED_SIZE) 
     )
 
 
+def page_version(config: Config, issue: Issue, *urls: str) -> str:
+    """A digest of everything an issue's public page is made from: its ETag and cache key.
+
+    Every edit of an issue goes through its row and bumps its version (see
+    ``service.issues.services``), so blocks need not be read; the newsletter's
+    identity and footer are in the page, so they are in the digest too.
+    """
+    n = issue.newsletter
+    parts = (
+        config.base_url,
+        issue.id,
+        issue.created_at.isoformat(),  # an id SQLite gave again after a deletion
+        issue.version,
+        issue.status.value,
+        *(n.slug, n.name, n.sender_name, n.sender_email, n.reply_to, n.main_color),
+        *(n.legal_footer, n.postal_address, n.website_url, n.logo_asset_id),
+        *urls,
+    )
+    return hashlib.sha256(repr(parts).encode()).hexdigest()[:32]
+
+
+class PageCache:
+    """Rendered pages by version, per app: a burst of « Voir en ligne » after a send
+    renders each page once per process. Bounded, so old issues fall out; an edited
+    issue or newsletter is a new version, hence a new key."""
+
+    def __init__(self, size: int = 32) -> None:
+        self.size = size
+        self._pages: OrderedDict[str, str] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, version: str) -> str | None:
+        with self._lock:
+            page = self._pages.get(version)
+            if page is not None:
+                self._pages.move_to_end(version)
+            return page
+
+    def put(self, version: str, page: str) -> None:
+        with self._lock:
+            self._pages[version] = page
+            while len(self._pages) > self.size:
+                self._pages.popitem(last=False)
+
+
 def issue_html(
-    config: Config, issue: Issue, *, archive_url: str, subscribe_url: str, icon_url: str
-) -> str:
-    """The public page of an issue: its email rendered for nobody (see the module doc)."""
+    config: Config,
+    issue: Issue,
+    cache: PageCache,
+    *,
+    archive_url: str,
+    subscribe_url: str,
+    icon_url: str,
+) -> tuple[str, str]:
+    """(version, HTML) of the public page of an issue: its email rendered for nobody."""
+    version = page_version(config, issue, archive_url, subscribe_url, icon_url)
+    cached = cache.get(version)
+    if cached is not None:
+        return version, cached
     data = issue_data(issue, config=config)
     # The date readers see: when it was sent, if it was not scheduled for a given day.
     if data.scheduled_at is None:
         data = replace(data, scheduled_at=published_at(issue))
     page = WebPage(archive_url=archive_url, subscribe_url=subscribe_url, icon_url=icon_url)
-    return web_html(data, render_settings(config, issue.id), page)
+    document = web_html(data, render_settings(config, issue.id), page)
+    cache.put(version, document)
+    return version, document
 
 
 def agenda_events(session: Session, newsletter_id: int) -> list[Mapping[str, Any]]:

@@ -54,9 +54,11 @@ def _not_found() -> ResponseReturnValue:
     return render_template("archive/not_found.html", brand=current_brand(Session())), 404
 
 
-def _cached(response: Response, modified: Any, *, max_age: int = PUBLIC_CACHE) -> Response:
-    """ETag from the body, Last-Modified from the data, then 304 when they match."""
-    response.set_etag(services.etag(response.get_data()))
+def _cached(
+    response: Response, modified: Any, *, max_age: int = PUBLIC_CACHE, etag: str | None = None
+) -> Response:
+    """ETag (from the body unless given), Last-Modified, then 304 when they match."""
+    response.set_etag(etag or services.etag(response.get_data()))
     if modified is not None:
         response.last_modified = modified
     if max_age:
@@ -121,16 +123,18 @@ def issue(issue_id: int) -> ResponseReturnValue:
     found = services.public_issue(Session(), issue_id)
     if found is None:
         return _not_found()
-    body = services.issue_html(
+    cache = current_app.extensions.setdefault("archive_pages", services.PageCache())
+    version, body = services.issue_html(
         _config(),
         found,
+        cache,
         archive_url=_absolute("archive.newsletter", slug=found.newsletter.slug),
         subscribe_url=_absolute("public.subscribe"),
         icon_url=url_for("static", filename="favicon.svg"),
     )
     response = Response(body, mimetype="text/html")
     response.headers["Content-Security-Policy"] = ISSUE_POLICY
-    return _cached(response, services.published_at(found))
+    return _cached(response, services.published_at(found), etag=version)
 
 
 def _newsletter_or_none(slug: str) -> Newsletter | None:

@@ -4,6 +4,7 @@ the index, 404s, CSP and caching."""
 import datetime as dt
 import re
 from email.utils import format_datetime
+from html import unescape
 
 import pytest
 from bs4 import BeautifulSoup
@@ -12,7 +13,7 @@ from sqlalchemy.orm import Session
 
 from emails.tokens import TokenSigner
 from service.issues.models import IssueStatus
-from service.newsletters.models import TrackingMode
+from service.newsletters.models import Newsletter, TrackingMode
 from tests.archive.conftest import PUBLIC_URL, RESTRICTED_URL, SECOND_TITLE, SENT_AT, Archive
 from tests.factories import IssueFactory, NewsletterFactory, UserFactory
 from tests.helpers import login
@@ -158,7 +159,7 @@ def test_issue_page_is_cacheable_and_revalidates(client: FlaskClient, archive: A
     assert response.headers["Last-Modified"] == format_datetime(SENT_AT, usegmt=True)
     assert "public" in response.headers["Cache-Control"]
     assert "max-age=300" in response.headers["Cache-Control"]
-    # The ETag is a hash of the body: rendering twice gives the same page.
+    # The ETag names what the page is made from: asking again with it gets a 304.
     again = client.get(f"/archives/{archive.first.id}", headers={"If-None-Match": etag})
     assert again.status_code == 304
     assert again.get_data() == b""
@@ -273,3 +274,20 @@ def test_back_office_links_a_sent_issue_to_its_archive_page(
     assert link["href"] == f"/archives/{archive.first.id}"
     draft = client.get(f"/numeros/{archive.hidden[IssueStatus.DRAFT].id}").get_data(as_text=True)
     assert "Voir dans les archives" not in draft
+
+
+def test_issue_page_follows_changes_of_the_newsletter(
+    client: FlaskClient, db_session: Session, archive: Archive
+) -> None:
+    """Pages are kept rendered per version: a changed footer is a new version."""
+    issue_id, newsletter_id = archive.first.id, archive.newsletter.id
+    before = client.get(f"/archives/{issue_id}")
+    assert "en tant que partenaire de l'agence" in unescape(before.get_data(as_text=True))
+    newsletter = db_session.get(Newsletter, newsletter_id)
+    assert newsletter is not None
+    newsletter.legal_footer = "Nouvelle mention légale de l'agence."
+    db_session.commit()
+    after = client.get(f"/archives/{issue_id}", headers={"If-None-Match": before.headers["ETag"]})
+    assert after.status_code == 200
+    assert after.headers["ETag"] != before.headers["ETag"]
+    assert "Nouvelle mention légale de l'agence." in unescape(after.get_data(as_text=True))
