@@ -113,7 +113,10 @@ def _bounce_imap() -> ImapSettings | None:
         raise ConfigError("BOUNCE_IMAP_HOST is set: give BOUNCE_IMAP_USER and _PASSWORD too.")
     return ImapSettings(
         host=host,
-        port=_port("BOUNCE_IMAP_PORT", str(IMAP_TLS_MODES[tls])),
+        # Empty (as docker compose passes an unset variable): the mode's usual port.
+        port=_port("BOUNCE_IMAP_PORT", "")
+        if os.environ.get("BOUNCE_IMAP_PORT", "").strip()
+        else IMAP_TLS_MODES[tls],
         user=user,
         password=os.environ.get("BOUNCE_IMAP_PASSWORD", ""),
         tls=tls,

@@ -4,7 +4,12 @@ Every message leaves with the envelope sender ``bounces+<signed delivery>@<domai
 (VERP), so a bounce names its delivery even when the receiver rewrites the rest.
 Classification: a failed DSN with a 5.x.x status is hard (the address is suppressed);
 4.x.x and "delayed" are soft (counted, an address failing softly too often is
-treated as hard); auto-replies are ignored; an ARF report is a complaint.
+treated as hard); auto-replies are ignored; an ARF report is a complaint; a
+delivery-status report without a readable Action and Status is malformed (recorded,
+audited, logged once, never applied). Every report is kept as an ``InboundReport``
+(page « Retours de messagerie »); its own Message-ID is unique, so a report read twice
+(mailbox re-read, webhook retried) is applied once. Reports arrive from the webhook
+(views.py) and from the bounce mailbox (imap.py).
 """
 
 import email

@@ -384,6 +384,7 @@ def test_imap_settings_from_the_environment(
     monkeypatch.setenv("BOUNCE_IMAP_HOST", "imap.aula.example.org")
     monkeypatch.setenv("BOUNCE_IMAP_USER", "retours")
     monkeypatch.setenv("BOUNCE_IMAP_PASSWORD", "secret-imap")
+    monkeypatch.setenv("BOUNCE_IMAP_PORT", "")  # docker compose's unset variable
     settings = load_config(instance_path=tmp_path, secret_key="x").bounce_imap
     assert settings == ImapSettings("imap.aula.example.org", 993, "retours", "secret-imap")
     assert "secret-imap" not in repr(settings)
