@@ -158,6 +158,7 @@ def _connect(settings: ImapSettings) -> Iterator[imaplib.IMAP4]:
             conn = imaplib.IMAP4(settings.host, settings.port, timeout=TIMEOUT)
             if settings.tls == "starttls":
                 if "STARTTLS" not in conn.capabilities:
+                    _close(conn)
                     raise MailboxError("tls", f"{where} ne propose pas STARTTLS")
                 conn.starttls(ssl_context=context)
     except ssl.SSLError as error:  # before OSError: it is one
