@@ -19,6 +19,7 @@ Sources for the patterns, checked against public material rather than guessed:
 """
 
 import datetime as dt
+import functools
 import ipaddress
 import re
 from collections.abc import Iterable
@@ -100,20 +101,18 @@ _FAMILIES = (
 )
 
 
-def classify(hit: Hit) -> Verdict:  # noqa: PLR0911 - one return per rule, in order
+def classify(hit: Hit) -> Verdict:
     """The verdict for one hit; the first rule that applies wins."""
     agent = (hit.user_agent or "").strip()
+    machine, family, webmail = _agent(agent)
     if hit.method == "HEAD":
-        return Verdict(True, _family(agent) if agent else "Inconnu", "head-request")
+        return Verdict(True, family, "head-request")
     if not agent:
-        return Verdict(True, "Inconnu", "no-user-agent")
-    if agent == "Mozilla/5.0":
-        return Verdict(True, APPLE_PRIVACY, "apple-privacy-proxy")
-    for pattern, family in _MACHINES:
-        if pattern.search(agent):
-            return Verdict(True, family, "known-robot")
-    webmail = next((family for pattern, family in _WEBMAIL_PROXIES if pattern.search(agent)), None)
-    family = webmail or _family(agent)
+        return Verdict(True, family, "no-user-agent")
+    if machine:
+        return Verdict(
+            True, family, "apple-privacy-proxy" if family == APPLE_PRIVACY else "known-robot"
+        )
     if hit.timed:
         if hit.sent_at is None or hit.at < hit.sent_at:
             return Verdict(True, family, "before-sent")
@@ -124,8 +123,21 @@ def classify(hit: Hit) -> Verdict:  # noqa: PLR0911 - one return per rule, in or
     return Verdict(False, family, "webmail-proxy" if webmail else "person")
 
 
-def _family(agent: str) -> str:
-    return next((family for pattern, family in _FAMILIES if pattern.search(agent)), "Autre")
+@functools.lru_cache(maxsize=4096)
+def _agent(agent: str) -> tuple[bool, str, bool]:
+    """(a machine by its user agent, family, a webmail proxy): the same few thousand
+    user agents come back on every hit, so this is computed once for each."""
+    if not agent:
+        return False, "Inconnu", False
+    if agent == "Mozilla/5.0":
+        return True, APPLE_PRIVACY, False
+    for pattern, family in _MACHINES:
+        if pattern.search(agent):
+            return True, family, False
+    for pattern, family in _WEBMAIL_PROXIES:
+        if pattern.search(agent):
+            return False, family, True
+    return False, next((f for pattern, f in _FAMILIES if pattern.search(agent)), "Autre"), False
 
 
 @dataclass(frozen=True)
@@ -155,12 +167,19 @@ def bursts(clicks: Iterable[Click]) -> set[int]:
     return found
 
 
+_IPV4 = re.compile(r"(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})")
+
+
 def truncate_ip(address: str | None) -> str | None:
     """The network only (/24 for IPv4, /48 for IPv6): never a person's address."""
     if not address:
         return None
+    address = address.strip()
+    if (v4 := _IPV4.fullmatch(address)) and all(int(part) <= 255 for part in v4.groups()):
+        # The common case, without ipaddress's cost (it is on every hit).
+        return f"{int(v4[1])}.{int(v4[2])}.{int(v4[3])}.0"
     try:
-        ip = ipaddress.ip_address(address.strip())
+        ip = ipaddress.ip_address(address)
     except ValueError:
         return None
     if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:

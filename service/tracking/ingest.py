@@ -6,15 +6,19 @@ work per hit, so the endpoints hold a newsletter's peak (bench/tracking.py).
   tracking mode and stored links) is cached per process: deliveries by blocks of
   consecutive ids (an issue's deliveries are inserted together), issues for
   ``ISSUE_TTL`` seconds, so a mode changed in the back office applies within it.
-- With Redis, a hit costs one round trip: a script that applies the flood limits
-  and pushes the event to a list, which ``services.flush`` writes in batches.
-  Without Redis (embedded mode), or if the buffer is full or unreachable, the
-  event is inserted at once in its own short transaction.
+- With Redis, a hit is appended to the process's ``Outbox``; a background thread
+  pushes the outbox every 50 ms in one round trip (a script applying the flood
+  limits), to a list that ``services.flush`` writes to PostgreSQL in batches. A
+  round trip per hit would cost the request more than the rest of its work.
+- Without Redis (embedded mode), the event is inserted at once in its own short
+  transaction; so are hits Redis cannot take (unreachable, or the buffer full).
 """
 
+import atexit
 import base64
 import datetime as dt
 import logging
+import os
 import threading
 import time
 from collections import OrderedDict
@@ -22,8 +26,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import redis
-from sqlalchemy import select
+from sqlalchemy import Engine, select
 from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import sessionmaker
 
 from emails.tokens import TokenSigner
 from service.config import Config
@@ -50,23 +55,103 @@ RELOAD_AFTER = 1.0  # a block missing an id (or a send time) is read again at mo
 IP_LIMIT = 600  # per truncated address (/24, /48) and minute
 DELIVERY_LIMIT = 100  # per delivery and day (opens and clicks)
 MAX_BUFFER = 2_000_000  # hits waiting in Redis; beyond, they are written directly
+PUSH_INTERVAL = 0.05  # seconds a hit may wait in the web process before Redis has it
+PUSH_SIZE = 500  # hits that make the outbox push at once
 
-# KEYS: buffer, address counter, delivery counter ('' for none).
-# ARGV: event, address limit, address window, delivery limit, delivery window, buffer size.
-# Returns 1 (buffered), 0 (over a limit: dropped), -1 (buffer full: write it yourself).
-_RECORD = """
-local n = redis.call('INCR', KEYS[2])
-if n == 1 then redis.call('EXPIRE', KEYS[2], ARGV[3]) end
-if n > tonumber(ARGV[2]) then return 0 end
-if KEYS[3] ~= '' then
-  local d = redis.call('INCR', KEYS[3])
-  if d == 1 then redis.call('EXPIRE', KEYS[3], ARGV[5]) end
-  if d > tonumber(ARGV[4]) then return 0 end
+# One round trip for a batch of hits: ARGV = address limit, address window, delivery
+# limit, delivery window, buffer size, then (event, address key, delivery key or '')
+# for each hit. Hits over a limit are dropped; the others are pushed to KEYS[1], or,
+# if the buffer is full, returned for the caller to write itself.
+_PUSH = """
+local accepted = {}
+for i = 6, #ARGV, 3 do
+  local n = redis.call('INCR', ARGV[i + 1])
+  if n == 1 then redis.call('EXPIRE', ARGV[i + 1], ARGV[2]) end
+  local ok = n <= tonumber(ARGV[1])
+  if ok and ARGV[i + 2] ~= '' then
+    local d = redis.call('INCR', ARGV[i + 2])
+    if d == 1 then redis.call('EXPIRE', ARGV[i + 2], ARGV[4]) end
+    ok = d <= tonumber(ARGV[3])
+  end
+  if ok then accepted[#accepted + 1] = ARGV[i] end
 end
-if redis.call('LLEN', KEYS[1]) >= tonumber(ARGV[6]) then return -1 end
-redis.call('RPUSH', KEYS[1], ARGV[1])
-return 1
+if #accepted == 0 then return 0 end
+if redis.call('LLEN', KEYS[1]) + #accepted > tonumber(ARGV[5]) then return accepted end
+for i = 1, #accepted, 500 do
+  redis.call('RPUSH', KEYS[1], unpack(accepted, i, math.min(i + 499, #accepted)))
+end
+return #accepted
 """
+
+
+class Outbox:
+    """Hits of this process on their way to Redis: a background thread pushes them in
+    one round trip every ``PUSH_INTERVAL`` seconds (or sooner past ``PUSH_SIZE``), so
+    a request never waits for Redis. They are pushed again at exit (a graceful restart
+    of the web worker loses nothing); only a killed web process loses its last
+    ``PUSH_INTERVAL`` of hits. If Redis is unreachable or full, they go straight to
+    the database."""
+
+    def __init__(self, client: "redis.Redis[bytes]", engine: Engine) -> None:
+        self._client = client
+        self._script = client.register_script(_PUSH)
+        self._sessions = sessionmaker(engine)
+        self._items: list[str] = []
+        self._lock = threading.Lock()
+        self._push_lock = threading.Lock()  # one push at a time, in order
+        self._wake = threading.Event()
+        self._pid = 0
+
+    def add(self, event: str, ip_key: str, delivery_key: str) -> None:
+        if self._pid != os.getpid():  # first hit in this (forked) process
+            self._start()
+        with self._lock:
+            self._items += (event, ip_key, delivery_key)
+            size = len(self._items)
+        if size >= PUSH_SIZE * 3:
+            self._wake.set()
+
+    def _start(self) -> None:
+        with self._lock:
+            if self._pid == os.getpid():
+                return
+            self._pid = os.getpid()
+            self._items = []
+        threading.Thread(target=self._run, name="tracking-outbox", daemon=True).start()
+        atexit.register(self.drain)
+
+    def _run(self) -> None:
+        while True:
+            self._wake.wait(PUSH_INTERVAL)
+            self._wake.clear()
+            self.drain()
+
+    def drain(self) -> int:
+        """Push what is waiting now (after any push in progress); the number of hits."""
+        with self._push_lock:
+            with self._lock:
+                items, self._items = self._items, []
+            return self._push(items) if items else 0
+
+    def _push(self, items: list[str]) -> int:
+        args: list[Any] = [IP_LIMIT, 120, DELIVERY_LIMIT, 86400, MAX_BUFFER, *items]
+        try:
+            result = self._script(keys=[EVENTS_KEY], args=args)
+        except redis.RedisError:
+            log.warning("tracking buffer unreachable: writing %d hits directly", len(items) // 3)
+            self._write(items[::3])
+            return len(items) // 3
+        if isinstance(result, list):  # the buffer is full
+            self._write([item.decode() for item in result])
+        return len(items) // 3
+
+    def _write(self, events: list[str]) -> None:
+        with self._sessions() as session:
+            try:
+                write_events(session, [decode_hit(event) for event in events])
+                session.commit()
+            except SQLAlchemyError:
+                log.exception("%d tracking hits lost: the database refused them", len(events))
 
 
 @dataclass(frozen=True)
@@ -89,14 +174,14 @@ class Request:
 class Tracker:
     """One per application and process (``tracker(app)``); thread-safe."""
 
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, engine: Engine) -> None:
         self.signer = TokenSigner(config.secret_key)
         self.client: redis.Redis[bytes] | None = (
             redis.Redis.from_url(config.redis_url, socket_timeout=1.0, socket_connect_timeout=1.0)
             if config.redis_url
             else None
         )
-        self._record_script = self.client.register_script(_RECORD) if self.client else None
+        self.outbox = Outbox(self.client, engine) if self.client is not None else None
         self._issues: OrderedDict[int, IssueInfo | None] = OrderedDict()
         self._issue_loaded: dict[int, float] = {}
         self._blocks: OrderedDict[int, tuple[float, dict[int, tuple[int, float | None]]]] = (
@@ -189,21 +274,15 @@ class Tracker:
             self._write_now(event)
 
     def _buffer(self, event: str, ip: str | None, delivery_id: int | None, now: float) -> bool:
-        """Push to Redis with the flood limits; True when Redis took care of it."""
-        if self._record_script is None:
+        """Hand the hit to the outbox (Redis, with the flood limits); False without Redis."""
+        if self.outbox is None:
             return False
-        keys = [
-            EVENTS_KEY,
+        self.outbox.add(
+            event,
             f"lettrine:tracking:ip:{ip or '-'}:{int(now // 60)}",
             f"lettrine:tracking:delivery:{delivery_id}" if delivery_id is not None else "",
-        ]
-        args: list[Any] = [event, IP_LIMIT, 120, DELIVERY_LIMIT, 86400, MAX_BUFFER]
-        try:
-            status = int(self._record_script(keys=keys, args=args))
-        except redis.RedisError:
-            log.warning("tracking buffer unreachable: writing the hit directly")
-            return False
-        return status >= 0
+        )
+        return True
 
     def _allowed_locally(self, ip: str, now: float) -> bool:
         """The per-address limit when Redis is not there (per process, bounded)."""

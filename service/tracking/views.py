@@ -22,7 +22,8 @@ _SCHEMES = ("https://", "http://", "mailto:", "tel:")
 def tracker(app: Flask) -> Tracker:
     found: Tracker | None = app.extensions.get("tracking")
     if found is None:
-        found = app.extensions["tracking"] = Tracker(app.extensions["lettrine_config"])
+        config, engine = app.extensions["lettrine_config"], app.extensions["engine"]
+        found = app.extensions["tracking"] = Tracker(config, engine)
     return found
 
 

@@ -25,6 +25,7 @@ from service.newsletters.models import TrackingMode
 from service.tracking.ingest import Tracker
 from service.tracking.models import Link
 from service.tracking.services import store_links
+from service.tracking.views import tracker
 from tests.conftest import TEST_REDIS_URL
 from tests.factories import BlockFactory, DeliveryFactory, IssueFactory, SubscriberFactory
 
@@ -126,8 +127,16 @@ def buffer() -> Iterator["redis.Redis[bytes]"]:
     client.close()
 
 
+def pushed(app: Flask) -> None:
+    """Wait until this process's waiting hits are in Redis (the outbox pushes every 50 ms)."""
+    outbox = tracker(app).outbox
+    assert outbox is not None
+    outbox.drain()
+
+
 @pytest.fixture
 def buffered_app(app: Flask, buffer: "redis.Redis[bytes]") -> Flask:
     """The test app with its tracking hits going through the Redis buffer."""
-    app.extensions["tracking"] = Tracker(replace(config_of(app), redis_url=TEST_REDIS_URL))
+    config = replace(config_of(app), redis_url=TEST_REDIS_URL)
+    app.extensions["tracking"] = Tracker(config, app.extensions["engine"])
     return app

@@ -21,7 +21,7 @@ from service.tracking.services import (
     take_batch,
     write_batch,
 )
-from tests.tracking.conftest import Sent
+from tests.tracking.conftest import Sent, pushed
 
 HUMAN = {"User-Agent": "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0"}
 
@@ -38,6 +38,7 @@ def test_hits_wait_in_the_buffer_until_the_flush(
     response = client.get(sent.click_path(3), headers=HUMAN)
     assert response.headers["Location"] == sent.links[3].url
     assert _count(db_session) == 0
+    pushed(buffered_app)
     assert buffered(buffer) == 2
     assert flush(db_session, buffer) == 2
     events = list(db_session.scalars(select(Event).order_by(Event.id)))
@@ -56,8 +57,10 @@ def test_a_batch_taken_by_a_flush_that_died_is_written_by_the_next(
     client = buffered_app.test_client()
     for _ in range(3):
         client.get(sent.open_path(), headers=HUMAN)
+    pushed(buffered_app)
     assert take_batch(buffer) is not None  # moved to processing, then the worker is killed
     client.get(sent.open_path(), headers=HUMAN)  # a hit arriving meanwhile
+    pushed(buffered_app)
     assert (buffer.llen(PROCESSING_KEY), buffer.llen(EVENTS_KEY)) == (3, 1)
     assert flush(db_session, buffer) == 4
     assert _count(db_session) == 4
@@ -70,6 +73,7 @@ def test_a_batch_committed_just_before_a_crash_is_not_written_twice(
     client = buffered_app.test_client()
     for _ in range(3):
         client.get(sent.open_path(), headers=HUMAN)
+    pushed(buffered_app)
     batch = take_batch(buffer)
     assert batch is not None
     items = buffer.lrange(PROCESSING_KEY, 0, -1)
@@ -87,6 +91,7 @@ def test_one_flusher_at_a_time(
 ) -> None:
     buffered_app.test_client().get(sent.open_path(), headers=HUMAN)
     buffer.set(LOCK_KEY, "another worker", ex=60)
+    pushed(buffered_app)
     assert flush(db_session, buffer) == 0
     assert buffered(buffer) == 1
     buffer.delete(LOCK_KEY)
@@ -99,9 +104,11 @@ def test_bursts_are_marked_across_batches(
     client = buffered_app.test_client()
     client.get(sent.click_path(0), headers=HUMAN)
     client.get(sent.click_path(1), headers=HUMAN)
+    pushed(buffered_app)
     flush(db_session, buffer)
     assert db_session.scalars(select(Event.is_machine)).all() == [False, False]
     client.get(sent.click_path(2), headers=HUMAN)  # the third link in the same second
+    pushed(buffered_app)
     flush(db_session, buffer)
     assert db_session.scalars(select(Event.is_machine)).all() == [True, True, True]
 
@@ -119,9 +126,11 @@ def test_floods_are_capped_per_address_and_per_delivery(
     for _ in range(10):
         response = client.get(sent.open_path(), headers=HUMAN)
         assert response.status_code == 200
+    pushed(buffered_app)
     assert buffered(buffer) == 4  # one address
     for n in range(10):
         client.get(sent.open_path(), headers=HUMAN, environ_base={"REMOTE_ADDR": f"10.0.{n}.1"})
+    pushed(buffered_app)
     assert buffered(buffer) == 6  # one delivery
     # The counters expire: nothing grows without bound.
     assert all(buffer.ttl(key) > 0 for key in buffer.scan_iter("lettrine:tracking:*:*"))
