@@ -18,7 +18,7 @@ from service.delivery.models import Delivery, DeliveryStatus
 from service.issues.models import Block, Issue, IssueStatus
 from service.newsletters.models import Newsletter, TrackingMode
 from service.outbox.models import OutboxMessage
-from service.stats.models import HourlyCount, Reach, RollupState
+from service.stats.models import HourlyCount, Reach, RollupState, UniqueCount
 from service.system.models import WorkerHeartbeat
 from service.tracking.models import Event, EventKind, Link, LinkKind
 
@@ -50,6 +50,7 @@ __all__ = [
     "Suppression",
     "SuppressionReason",
     "TrackingMode",
+    "UniqueCount",
     "User",
     "WorkerHeartbeat",
 ]

@@ -66,3 +66,17 @@ class Reach(Base):
         BigInteger().with_variant(Integer(), "sqlite"), primary_key=True
     )
     first_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+
+
+class UniqueCount(Base):
+    """How many ``Reach`` rows each (issue, kind, key) has: kept by the rollup as it inserts
+    them, so unique counts are read, not counted."""
+
+    __tablename__ = "stats_uniques"
+
+    issue_id: Mapped[int] = mapped_column(
+        ForeignKey("issues.id", ondelete="CASCADE"), primary_key=True
+    )
+    kind: Mapped[str] = mapped_column(String(10), primary_key=True)
+    link_key: Mapped[int] = mapped_column(Integer, primary_key=True)
+    count: Mapped[int] = mapped_column(BigInteger, default=0)

@@ -13,7 +13,7 @@ watermark read live, so they are exact at any moment.
 """
 
 import datetime as dt
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -43,7 +43,7 @@ from service.db import utcnow
 from service.delivery.models import Delivery, DeliveryStatus
 from service.issues.models import Block, Issue
 from service.newsletters.models import TrackingMode
-from service.stats.models import NO_LINK, HourlyCount, Reach, RollupState
+from service.stats.models import NO_LINK, HourlyCount, Reach, RollupState, UniqueCount
 from service.tracking.models import Event, EventKind, Link, LinkKind
 
 STATE_ID = 1
@@ -122,22 +122,34 @@ def _fold(session: Session, low: int, high: int) -> int:
             set_={"count": HourlyCount.count + insert.excluded["count"]},
         )
     )
-    earliest = func.min if session.get_bind().dialect.name == "sqlite" else func.least
+    added: Counter[tuple[int, str, int]] = Counter()
     for rows in _reach_selects(in_range, with_time=True):
-        insert = _insert(session, Reach).from_select(
-            ["issue_id", "kind", "link_key", "delivery_id", "first_at"], rows
+        insert = (
+            _insert(session, Reach)
+            .from_select(["issue_id", "kind", "link_key", "delivery_id", "first_at"], rows)
+            .on_conflict_do_nothing(index_elements=["issue_id", "kind", "link_key", "delivery_id"])
+            .returning(Reach.issue_id, Reach.kind, Reach.link_key)
+        )
+        added.update((i, k, key) for i, k, key in session.execute(insert))
+    if added:
+        upsert = _insert(session, UniqueCount).values(
+            [
+                {"issue_id": i, "kind": k, "link_key": key, "count": n}
+                for (i, k, key), n in added.items()
+            ]
         )
         session.execute(
-            insert.on_conflict_do_update(
-                index_elements=["issue_id", "kind", "link_key", "delivery_id"],
-                set_={"first_at": earliest(Reach.first_at, insert.excluded["first_at"])},
+            upsert.on_conflict_do_update(
+                index_elements=["issue_id", "kind", "link_key"],
+                set_={"count": UniqueCount.count + upsert.excluded["count"]},
             )
         )
     return folded
 
 
 def _reach_selects(where: ColumnElement[bool], *, with_time: bool) -> list[Select[Any]]:
-    """Reach rows (issue, kind, link, delivery[, first time]) of the human events ``where``."""
+    """Reach rows (issue, kind, key, delivery[, first time]) of the human events ``where``:
+    ``open``/0, ``click``/0, ``click``/link id and ``block``/block id."""
     human = and_(where, Event.is_machine.is_(False), Event.delivery_id.is_not(None))
     parts: list[tuple[str, Any, ColumnElement[bool]]] = [
         ("open", literal(NO_LINK), Event.kind.in_(HUMAN_REACH)),
@@ -153,6 +165,17 @@ def _reach_selects(where: ColumnElement[bool], *, with_time: bool) -> list[Selec
         if with_time:
             statement = statement.group_by(Event.issue_id, link, Event.delivery_id)
         selects.append(statement)
+    columns = [Event.issue_id, literal("block"), Link.block_id, Event.delivery_id]
+    if with_time:
+        columns.append(func.min(Event.occurred_at))
+    statement = (
+        select(*columns)
+        .join(Link, Link.id == Event.link_id)
+        .where(human, Event.kind == EventKind.CLICK, Link.block_id.is_not(None))
+    )
+    if with_time:
+        statement = statement.group_by(Event.issue_id, Link.block_id, Event.delivery_id)
+    selects.append(statement)
     return selects
 
 
@@ -313,21 +336,17 @@ def issue_stats(session: Session, issue: Issue, *, detail: bool = True) -> Issue
     totals: dict[tuple[str, bool], int] = defaultdict(int)
     for (kind, machine, _link), count in per_link.items():
         totals[kind, machine] += count
-    reach = _reach_source(session, issue.id, mark) if mode is not TrackingMode.ANONYMOUS else None
+    individual = mode is not TrackingMode.ANONYMOUS
+    uniques = _uniques(session, issue.id, mark) if individual else None
     openers = clickers = None
-    if reach is not None:
-        counts: dict[str, int] = dict(
-            session.execute(
-                select(reach.c.kind, func.count())
-                .where(reach.c.link_key == NO_LINK)
-                .group_by(reach.c.kind)
-            ).all()
-        )
-        openers, clickers = counts.get("open", 0), counts.get("click", 0)
+    if uniques is not None:
+        openers = uniques.get(("open", NO_LINK), 0)
+        clickers = uniques.get(("click", NO_LINK), 0)
     stats = IssueStats(issue, mode, statuses, dict(totals), openers, clickers)
     if detail:
+        reach = _reach_source(session, issue.id, mark) if individual else None
         stats.series = _series(issue, per_hour)
-        stats.links, stats.blocks = _links_and_blocks(session, issue, per_link, reach)
+        stats.links, stats.blocks = _links_and_blocks(session, issue, per_link, uniques)
         stats.segments = _segments(session, issue, reach)
     return stats
 
@@ -373,10 +392,48 @@ def _event_counts(
     return per_link, per_hour
 
 
+def _uniques(session: Session, issue_id: int, mark: int) -> dict[tuple[str, int], int]:
+    """Unique counts per (kind, key): the rollup's counters, plus what the live tail adds
+    (tail reach rows not already in the rollup)."""
+    counts: dict[tuple[str, int], int] = defaultdict(int)
+    for kind, key, count in session.execute(
+        select(UniqueCount.kind, UniqueCount.link_key, UniqueCount.count).where(
+            UniqueCount.issue_id == issue_id
+        )
+    ):
+        counts[kind, key] += int(count)
+    tail_where = and_(Event.id > mark, Event.issue_id == issue_id)
+    tail = {
+        (kind, key, delivery)
+        for part in _reach_selects(tail_where, with_time=False)
+        for _issue, kind, key, delivery in session.execute(part.distinct())
+    }
+    if tail:
+        deliveries = sorted({delivery for _k, _key, delivery in tail})
+        known: set[tuple[str, int, int]] = set()
+        for start in range(0, len(deliveries), 1000):
+            known.update(
+                (kind, key, delivery)
+                for kind, key, delivery in session.execute(
+                    select(Reach.kind, Reach.link_key, Reach.delivery_id).where(
+                        Reach.issue_id == issue_id,
+                        Reach.delivery_id.in_(deliveries[start : start + 1000]),
+                    )
+                )
+            )
+        for kind, key, _delivery in tail - known:
+            counts[kind, key] += 1
+    return counts
+
+
 def _reach_source(session: Session, issue_id: int, mark: int) -> Any:
-    """(kind, link_key, delivery_id) of everyone reached: the rollup, plus the live tail
-    when it holds human hits (UNION then removes what both know)."""
-    rolled = select(Reach.kind, Reach.link_key, Reach.delivery_id).where(Reach.issue_id == issue_id)
+    """(kind, link_key, delivery_id) of the issue's openers and clickers (key 0): the rollup,
+    plus the live tail when it holds human hits (UNION then removes what both know)."""
+    rolled = select(Reach.kind, Reach.link_key, Reach.delivery_id).where(
+        Reach.issue_id == issue_id,
+        Reach.kind.in_(("open", "click")),
+        Reach.link_key == NO_LINK,
+    )
     tail_where = and_(Event.id > mark, Event.issue_id == issue_id)
     has_tail = session.scalar(
         select(exists().where(tail_where, Event.is_machine.is_(False), Event.kind.in_(HUMAN_REACH)))
@@ -385,7 +442,7 @@ def _reach_source(session: Session, issue_id: int, mark: int) -> Any:
         return rolled.subquery("reach")
     parts = [
         part.with_only_columns(*list(part.selected_columns)[1:])
-        for part in _reach_selects(tail_where, with_time=False)
+        for part in _reach_selects(tail_where, with_time=False)[:2]  # open/0 and click/0
     ]
     return union(rolled, *parts).subquery("reach")
 
@@ -432,40 +489,21 @@ def _links_and_blocks(
     session: Session,
     issue: Issue,
     per_link: dict[tuple[str, bool, int], int],
-    reach: Any,
+    uniques: dict[tuple[str, int], int] | None,
 ) -> tuple[list[LinkRow], list[BlockRow]]:
     links = list(
         session.scalars(select(Link).where(Link.issue_id == issue.id).order_by(Link.position))
     )
     blocks = {block.id: block for block in issue.blocks}
-    unique: dict[int, int] = {}
-    block_unique: dict[int, int] = {}
-    if reach is not None:
-        clicks = reach.c.kind == "click"
-        unique = dict(
-            session.execute(
-                select(reach.c.link_key, func.count())
-                .where(clicks, reach.c.link_key != NO_LINK)
-                .group_by(reach.c.link_key)
-            ).all()
-        )
-        block_unique = {
-            block_id: count
-            for block_id, count in session.execute(
-                select(Link.block_id, func.count(func.distinct(reach.c.delivery_id)))
-                .join(Link, Link.id == reach.c.link_key)
-                .where(clicks, Link.block_id.is_not(None))
-                .group_by(Link.block_id)
-            )
-            if block_id is not None
-        }
+    unique = {key: n for (kind, key), n in (uniques or {}).items() if kind == "click"}
+    block_unique = {key: n for (kind, key), n in (uniques or {}).items() if kind == "block"}
     rows = [
         LinkRow(
             link,
             blocks.get(link.block_id) if link.block_id else None,
             per_link.get((EventKind.CLICK.value, False, link.id), 0),
             per_link.get((EventKind.CLICK.value, True, link.id), 0),
-            unique.get(link.id, 0) if reach is not None else None,
+            unique.get(link.id, 0) if uniques is not None else None,
         )
         for link in links
     ]
@@ -477,7 +515,7 @@ def _links_and_blocks(
         BlockRow(
             block,
             block_clicks.get(block.id, 0),
-            block_unique.get(block.id, 0) if reach is not None else None,
+            block_unique.get(block.id, 0) if uniques is not None else None,
         )
         for block in issue.blocks
         if any(row.block is block for row in rows)
@@ -498,30 +536,75 @@ def segment_members(segment: Segment) -> ColumnElement[bool]:
 
 
 def _segments(session: Session, issue: Issue, reach: Any) -> list[SegmentRow]:
+    """Per segment of the issue, in one pass per kind of segment: the issue's deliveries
+    joined with current memberships (static) or the rule (rule segments)."""
+    static = [s.id for s in issue.segments if s.kind is not SegmentKind.RULE]
+    figures: dict[int, tuple[int, int, int | None, int | None]] = {}
+    if static:
+        joined: Any = select(Membership.segment_id.label("key"), Delivery.id, Delivery.status).join(
+            Membership,
+            and_(
+                Membership.subscriber_id == Delivery.subscriber_id,
+                Membership.segment_id.in_(static),
+            ),
+        )
+        figures.update(_segment_counts(session, joined, issue.id, reach))
+    for segment in issue.segments:
+        if segment.kind is SegmentKind.RULE:
+            rule_rows: Any = select(
+                literal(segment.id).label("key"), Delivery.id, Delivery.status
+            ).join(
+                Subscriber,
+                and_(Subscriber.id == Delivery.subscriber_id, segment_members(segment)),
+            )
+            figures.update(_segment_counts(session, rule_rows, issue.id, reach))
     rows = []
     for segment in sorted(issue.segments, key=lambda s: s.name):
-        members = select(Subscriber.id).where(segment_members(segment))
-        columns: list[Any] = [
-            func.count(Delivery.id),
-            func.coalesce(func.sum(case((Delivery.status == DeliveryStatus.SENT, 1), else_=0)), 0),
-        ]
-        statement = select(*columns).where(
-            Delivery.issue_id == issue.id, Delivery.subscriber_id.in_(members)
+        recipients, delivered, openers, clickers = figures.get(
+            segment.id, (0, 0, 0 if reach is not None else None, 0 if reach is not None else None)
         )
-        recipients, delivered = session.execute(statement).one()
-        openers = clickers = None
-        if reach is not None:
-            counts: dict[str, int] = dict(
-                session.execute(
-                    select(reach.c.kind, func.count())
-                    .join(Delivery, Delivery.id == reach.c.delivery_id)
-                    .where(reach.c.link_key == NO_LINK, Delivery.subscriber_id.in_(members))
-                    .group_by(reach.c.kind)
-                ).all()
-            )
-            openers, clickers = counts.get("open", 0), counts.get("click", 0)
-        rows.append(SegmentRow(segment, recipients, int(delivered), openers, clickers))
+        rows.append(SegmentRow(segment, recipients, delivered, openers, clickers))
     return rows
+
+
+def _segment_counts(
+    session: Session, joined: Select[Any], issue_id: int, reach: Any
+) -> dict[int, tuple[int, int, int | None, int | None]]:
+    """(recipients, delivered, openers, clickers) per ``key`` of ``joined`` deliveries."""
+    rows = joined.where(Delivery.issue_id == issue_id).subquery("members")
+    sent = func.coalesce(func.sum(case((rows.c.status == DeliveryStatus.SENT, 1), else_=0)), 0)
+    columns: list[Any] = [rows.c.key, func.count(), sent]
+    statement = select(*columns).select_from(rows)
+    if reach is not None:
+        opened = reach.alias("opened")
+        clicked = reach.alias("clicked")
+        statement = (
+            statement.add_columns(
+                func.count(opened.c.delivery_id), func.count(clicked.c.delivery_id)
+            )
+            .outerjoin(
+                opened,
+                and_(
+                    opened.c.delivery_id == rows.c.id,
+                    opened.c.kind == "open",
+                    opened.c.link_key == NO_LINK,
+                ),
+            )
+            .outerjoin(
+                clicked,
+                and_(
+                    clicked.c.delivery_id == rows.c.id,
+                    clicked.c.kind == "click",
+                    clicked.c.link_key == NO_LINK,
+                ),
+            )
+        )
+    result: dict[int, tuple[int, int, int | None, int | None]] = {}
+    for row in session.execute(statement.group_by(rows.c.key)):
+        key, recipients, delivered = row[0], row[1], int(row[2])
+        openers, clickers = (row[3], row[4]) if reach is not None else (None, None)
+        result[key] = (recipients, delivered, openers, clickers)
+    return result
 
 
 # --- Lists behind the figures --------------------------------------------------------

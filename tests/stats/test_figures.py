@@ -7,7 +7,7 @@ from sqlalchemy.orm import Session
 
 from service.delivery.models import DeliveryStatus
 from service.stats import services
-from service.stats.models import HourlyCount, Reach
+from service.stats.models import HourlyCount, Reach, UniqueCount
 from service.tracking.models import EventKind
 from tests.stats.conftest import Scenario, hit
 
@@ -148,6 +148,14 @@ def test_rollup_is_idempotent(db_session: Session, scenario: Scenario) -> None:
         for r in db_session.query(HourlyCount)
     } == rolled
     assert db_session.query(Reach).count() == reach
+    # The counters kept while folding match the rows they count.
+    counters = {(u.issue_id, u.kind, u.link_key): u.count for u in db_session.query(UniqueCount)}
+    recount: dict[tuple[int, str, int], int] = {}
+    for r in db_session.query(Reach):
+        recount[r.issue_id, r.kind, r.link_key] = (
+            recount.get((r.issue_id, r.kind, r.link_key), 0) + 1
+        )
+    assert counters == recount
     check(db_session, scenario)
 
 
