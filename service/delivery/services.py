@@ -482,6 +482,85 @@ def sweep(session: Session) -> dict[str, int]:
     }
 
 
+def unknown_deliveries(session: Session, issue_id: int) -> list[tuple[Delivery, str | None]]:
+    """Messages whose fate is unknown (connection lost after the "."), for an operator."""
+    return [
+        (d, email_)
+        for d, email_ in session.execute(
+            select(Delivery, Subscriber.email)
+            .outerjoin(Subscriber, Subscriber.id == Delivery.subscriber_id)
+            .where(Delivery.issue_id == issue_id, Delivery.status == DeliveryStatus.UNKNOWN)
+            .order_by(Delivery.id)
+            .limit(1000)
+        )
+    ]
+
+
+def resolve_unknown(
+    session: Session, issue: Issue, user: User, delivery_ids: list[int], *, resend: bool
+) -> int:
+    """Use case: an operator checked the relay's logs. ``resend``: the messages did not
+    leave, send them again (the issue goes back to sending); else they did: mark sent."""
+    rows = list(
+        session.scalars(
+            select(Delivery).where(
+                Delivery.issue_id == issue.id,
+                Delivery.id.in_(delivery_ids),
+                Delivery.status == DeliveryStatus.UNKNOWN,
+            )
+        )
+    )
+    if not rows:
+        return 0
+    if resend and issue.status not in {IssueStatus.SENDING, IssueStatus.PAUSED}:
+        transition(issue, IssueStatus.SENDING)
+        issue.sent_at = None
+    for delivery in rows:
+        if resend:
+            delivery.status = DeliveryStatus.QUEUED
+            delivery.last_reply = "renvoi demandé après vérification"
+        else:
+            delivery.status = DeliveryStatus.SENT
+            delivery.sent_at = delivery.sent_at or delivery.updated_at
+            delivery.last_reply = "remise confirmée après vérification"
+    record(
+        session,
+        user.id,
+        "delivery.unknown_resent" if resend else "delivery.unknown_confirmed",
+        "issue",
+        issue.id,
+        {"deliveries": [d.id for d in rows]},
+    )
+    if resend and issue.status is IssueStatus.SENDING:
+        _enqueue(session, issue.id, 1)
+    session.commit()
+    return len(rows)
+
+
+def pace(
+    session: Session, issue_id: int, counts: dict[str, int]
+) -> tuple[float, dt.datetime | None]:
+    """Messages per second over the last minute, and when the rest should be out."""
+    since = utcnow() - dt.timedelta(seconds=60)
+    recent = (
+        session.scalar(
+            select(func.count())
+            .select_from(Delivery)
+            .where(
+                Delivery.issue_id == issue_id,
+                Delivery.status == DeliveryStatus.SENT,
+                Delivery.sent_at >= since,
+            )
+        )
+        or 0
+    )
+    rate = recent / 60
+    remaining = counts["queued"] + counts["leased"] + counts["deferred"]
+    if not rate or not remaining:
+        return rate, None
+    return rate, utcnow() + dt.timedelta(seconds=remaining / rate)
+
+
 def progress(session: Session, issue_id: int) -> dict[str, int]:
     counts = dict.fromkeys((s.value for s in DeliveryStatus), 0)
     for status, count in session.execute(

@@ -18,7 +18,8 @@ ALLOWED: dict[IssueStatus, frozenset[IssueStatus]] = {
     S.SCHEDULED: frozenset({S.APPROVED, S.SENDING, S.CANCELLED}),
     S.SENDING: frozenset({S.PAUSED, S.SENT, S.CANCELLED}),
     S.PAUSED: frozenset({S.SENDING, S.CANCELLED}),
-    S.SENT: frozenset(),
+    # Only to send again messages whose outcome was unknown, when an operator asks.
+    S.SENT: frozenset({S.SENDING}),
     S.CANCELLED: frozenset(),
 }
 

@@ -215,11 +215,13 @@ def _editor(
         history=_history(issue),
         can_publish=_user().role in PUBLISHERS,
         editable=issue.status in services.EDITABLE,
-        counts=delivery.progress(Session(), issue.id)
-        if issue.status
-        in {IssueStatus.SENDING, IssueStatus.PAUSED, IssueStatus.SENT, IssueStatus.CANCELLED}
-        else None,
         sent_back=_last_comment(issue),
+        **(
+            _progress_context(issue)
+            if issue.status
+            in {IssueStatus.SENDING, IssueStatus.PAUSED, IssueStatus.SENT, IssueStatus.CANCELLED}
+            else {"counts": None}
+        ),
         **extra,
     ), status
 
@@ -686,6 +688,47 @@ def control(issue_id: int) -> ResponseReturnValue:
 def progress(issue_id: int) -> ResponseReturnValue:
     """The live progress fragment (htmx polls it while the issue is sending)."""
     issue = _issue(issue_id)
+    return render_template("issues/_progress.html", issue=issue, **_progress_context(issue))
+
+
+def _progress_context(issue: Issue) -> dict[str, Any]:
+    counts = delivery.progress(Session(), issue.id)
+    rate, eta = delivery.pace(Session(), issue.id, counts)
+    return {"counts": counts, "rate": rate, "eta": eta}
+
+
+@bp.route("/<int:issue_id>/inconnus", methods=["GET", "POST"])
+@roles_required(*PUBLISHERS)
+def unknown(issue_id: int) -> ResponseReturnValue:
+    """Messages whose outcome is unknown: an operator confirms them or sends them again."""
+    issue = _issue(issue_id)
+    form = VersionForm()
+    if request.method == "POST":
+        if not form.validate_on_submit():
+            abort(400)
+        action = request.form.get("action")
+        if action not in {"confirmer", "renvoyer"}:
+            abort(400)
+        ids = [int(v) for v in request.form.getlist("delivery") if v.isdigit()]
+        if not ids:
+            flash(_("Cochez au moins un message."), "error")
+            return redirect(url_for("issues.unknown", issue_id=issue_id))
+        try:
+            done = delivery.resolve_unknown(
+                Session(), issue, _user(), ids, resend=action == "renvoyer"
+            )
+        except TransitionError:
+            Session.rollback()
+            flash(_("Cette action n'est pas possible dans l'état actuel du numéro."), "error")
+            return redirect(url_for("issues.unknown", issue_id=issue_id))
+        if action == "renvoyer":
+            flash(_("%(count)d message(s) remis dans la file d'envoi.", count=done), "success")
+        else:
+            flash(_("%(count)d message(s) confirmé(s) comme remis.", count=done), "success")
+        return redirect(url_for("issues.unknown", issue_id=issue_id))
     return render_template(
-        "issues/_progress.html", issue=issue, counts=delivery.progress(Session(), issue.id)
+        "issues/unknown.html",
+        issue=issue,
+        rows=delivery.unknown_deliveries(Session(), issue.id),
+        version_form=VersionForm(data={"version": issue.version}),
     )

@@ -13,6 +13,7 @@ from wtforms import (
     SelectChoice,
     StringField,
     TextAreaField,
+    TimeField,
 )
 from wtforms.validators import (
     DataRequired,
@@ -152,3 +153,22 @@ class NewsletterForm(FlaskForm):  # type: ignore[misc]
             NumberRange(1, 3650, _l("Durée entre 1 et 3 650 jours.")),
         ],
     )
+    send_window_start = TimeField(
+        _l("Envoyer à partir de"),
+        description=_l("Heure de Paris. Laissez vide pour envoyer à toute heure."),
+        validators=[Optional()],
+    )
+    send_window_end = TimeField(
+        _l("et jusqu'à"),
+        description=_l("Les messages non partis à cette heure attendent le créneau suivant."),
+        validators=[Optional()],
+    )
+    send_weekdays_only = BooleanField(_l("Pas d'envoi le samedi ni le dimanche"))
+    send_skip_holidays = BooleanField(_l("Pas d'envoi les jours fériés (France)"))
+
+    def validate_send_window_end(self, field: Field) -> None:
+        start = self.send_window_start.data
+        if (start is None) != (field.data is None):
+            raise ValidationError(_l("Indiquez les deux heures de la plage d'envoi, ou aucune."))
+        if start is not None and field.data <= start:
+            raise ValidationError(_l("L'heure de fin doit suivre l'heure de début."))

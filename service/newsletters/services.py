@@ -1,5 +1,6 @@
 """Newsletter settings use cases: create and update, each with its audit entry."""
 
+import datetime as dt
 import re
 import unicodedata
 from dataclasses import dataclass, fields
@@ -34,6 +35,11 @@ class NewsletterSettings:
     tracking_mode: TrackingMode
     tracking_retention_days: int
     logo_asset_id: int | None
+    # Optional send window (Paris time): both hours or neither.
+    send_window_start: dt.time | None = None
+    send_window_end: dt.time | None = None
+    send_weekdays_only: bool = False
+    send_skip_holidays: bool = False
 
 
 def list_newsletters(session: Session) -> list[Newsletter]:

@@ -72,6 +72,10 @@ def _settings(form: NewsletterForm, logo_asset_id: int | None) -> services.Newsl
         tracking_mode=TrackingMode(form.tracking_mode.data),
         tracking_retention_days=form.tracking_retention_days.data,
         logo_asset_id=logo_asset_id,
+        send_window_start=form.send_window_start.data,
+        send_window_end=form.send_window_end.data,
+        send_weekdays_only=form.send_weekdays_only.data,
+        send_skip_holidays=form.send_skip_holidays.data,
     )
 
 

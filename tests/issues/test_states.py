@@ -23,7 +23,8 @@ def test_the_happy_path() -> None:
         (S.DRAFT, S.APPROVED),  # no approval without review
         (S.DRAFT, S.SENDING),
         (S.IN_REVIEW, S.SENDING),
-        (S.SENT, S.DRAFT),  # sent is final
+        (S.SENT, S.DRAFT),  # sent is final (except to resend unknown outcomes)
+        (S.SENT, S.PAUSED),
         (S.CANCELLED, S.DRAFT),  # so is cancelled
         (S.SENDING, S.DRAFT),
         (S.PAUSED, S.SENT),  # finishing needs sending first
@@ -38,4 +39,5 @@ def test_forbidden_transitions(current: IssueStatus, target: IssueStatus) -> Non
 
 
 def test_terminal_statuses() -> None:
-    assert [status for status, targets in ALLOWED.items() if not targets] == [S.SENT, S.CANCELLED]
+    assert [status for status, targets in ALLOWED.items() if not targets] == [S.CANCELLED]
+    assert ALLOWED[S.SENT] == {S.SENDING}
