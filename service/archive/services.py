@@ -22,7 +22,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -33,6 +33,8 @@ from service.config import Config
 from service.issues.models import Block, Issue, IssueStatus
 from service.issues.rendering import issue_data, render_settings
 from service.newsletters.models import Newsletter
+
+T = TypeVar("T", str, bytes)
 
 PUBLIC_STATUSES = frozenset({IssueStatus.SENDING, IssueStatus.PAUSED, IssueStatus.SENT})
 PAGE_SIZE = 20
@@ -142,34 +144,34 @@ def page_version(config: Config, issue: Issue, *urls: str) -> str:
     return hashlib.sha256(repr(parts).encode()).hexdigest()[:32]
 
 
-class PageCache:
-    """Rendered pages by version, per app: a burst of « Voir en ligne » after a send
-    renders each page once per process. Bounded, so old issues fall out; an edited
-    issue or newsletter is a new version, hence a new key."""
+class RenderCache(Generic[T]):
+    """Rendered pages and feeds by version, per app: a burst of « Voir en ligne » after
+    a send renders each page once per process. Bounded, so old issues fall out; an
+    edited issue or newsletter is a new version, hence a new key."""
 
     def __init__(self, size: int = 32) -> None:
         self.size = size
-        self._pages: OrderedDict[str, str] = OrderedDict()
+        self._items: OrderedDict[str, T] = OrderedDict()
         self._lock = threading.Lock()
 
-    def get(self, version: str) -> str | None:
+    def get(self, version: str) -> T | None:
         with self._lock:
-            page = self._pages.get(version)
-            if page is not None:
-                self._pages.move_to_end(version)
-            return page
+            item = self._items.get(version)
+            if item is not None:
+                self._items.move_to_end(version)
+            return item
 
-    def put(self, version: str, page: str) -> None:
+    def put(self, version: str, item: T) -> None:
         with self._lock:
-            self._pages[version] = page
-            while len(self._pages) > self.size:
-                self._pages.popitem(last=False)
+            self._items[version] = item
+            while len(self._items) > self.size:
+                self._items.popitem(last=False)
 
 
 def issue_html(
     config: Config,
     issue: Issue,
-    cache: PageCache,
+    cache: RenderCache[str],
     *,
     archive_url: str,
     subscribe_url: str,
@@ -188,6 +190,25 @@ def issue_html(
     document = web_html(data, render_settings(config, issue.id), page)
     cache.put(version, document)
     return version, document
+
+
+def feed_version(session: Session, config: Config, newsletter: Newsletter, kind: str) -> str:
+    """A digest of what a newsletter's feeds are made from: its public issues (ids,
+    versions, statuses) and the newsletter's names. One small query, no rendering."""
+    issues = session.execute(
+        select(Issue.id, Issue.version, Issue.status)
+        .where(Issue.newsletter_id == newsletter.id, Issue.status.in_(PUBLIC_STATUSES))
+        .order_by(Issue.id)
+    ).all()
+    parts = (
+        kind,
+        config.base_url,
+        newsletter.id,
+        newsletter.created_at.isoformat(),
+        *(newsletter.slug, newsletter.name, newsletter.sender_name),
+        [(issue_id, version, status.value) for issue_id, version, status in issues],
+    )
+    return hashlib.sha256(repr(parts).encode()).hexdigest()[:32]
 
 
 def agenda_events(session: Session, newsletter_id: int) -> list[Mapping[str, Any]]:

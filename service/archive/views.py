@@ -16,10 +16,12 @@ An iframe was not an option for a page whose URL is mailed to every reader: a
 framed email scrolls inside the page on phones.
 """
 
+import datetime as dt
 from typing import Any
 
 from flask import Blueprint, Response, current_app, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
+from sqlalchemy.orm import Session as OrmSession
 
 from service.accounts.permissions import public
 from service.archive import feeds, services
@@ -47,6 +49,11 @@ def _config() -> Config:
 def _absolute(endpoint: str, **values: Any) -> str:
     """URLs written into pages and feeds use the configured public origin."""
     return _config().base_url + url_for(endpoint, **values)
+
+
+def _cache(name: str) -> Any:
+    """This app's cache of rendered pages or feeds (one per process)."""
+    return current_app.extensions.setdefault(name, services.RenderCache())
 
 
 def _not_found() -> ResponseReturnValue:
@@ -123,7 +130,7 @@ def issue(issue_id: int) -> ResponseReturnValue:
     found = services.public_issue(Session(), issue_id)
     if found is None:
         return _not_found()
-    cache = current_app.extensions.setdefault("archive_pages", services.PageCache())
+    cache: services.RenderCache[str] = _cache("archive_pages")
     version, body = services.issue_html(
         _config(),
         found,
@@ -148,8 +155,19 @@ def atom(slug: str) -> ResponseReturnValue:
     found = _newsletter_or_none(slug)
     if found is None:
         return _not_found()
-    issues = services.latest_issues(session, found.id)
     config = _config()
+    updated = services.latest_publication(session, found.id) or found.created_at
+    version = services.feed_version(session, config, found, "atom")
+    cache: services.RenderCache[bytes] = _cache("archive_feeds")
+    body = cache.get(version)
+    if body is None:
+        body = _atom(config, found, session, updated)
+        cache.put(version, body)
+    response = Response(body, content_type="application/atom+xml; charset=utf-8")
+    return _cached(response, updated, etag=version)
+
+
+def _atom(config: Config, found: Newsletter, session: OrmSession, updated: dt.datetime) -> bytes:
     feed = feeds.Feed(
         newsletter_id=found.id,
         created=found.created_at,
@@ -158,7 +176,7 @@ def atom(slug: str) -> ResponseReturnValue:
         author=found.sender_name,
         self_url=_absolute("archive.atom", slug=found.slug),
         page_url=_absolute("archive.newsletter", slug=found.slug),
-        updated=services.latest_publication(session, found.id) or found.created_at,
+        updated=updated,
     )
     entries = [
         feeds.FeedEntry(
@@ -169,11 +187,9 @@ def atom(slug: str) -> ResponseReturnValue:
             created=item.created_at,
             published=services.published_at(item),
         )
-        for item in issues
+        for item in services.latest_issues(session, found.id)
     ]
-    body = feeds.atom(config.base_url, feed, entries)
-    response = Response(body, content_type="application/atom+xml; charset=utf-8")
-    return _cached(response, feed.updated)
+    return feeds.atom(config.base_url, feed, entries)
 
 
 @bp.route("/lettres/<slug>/agenda.ics")
@@ -184,11 +200,16 @@ def agenda(slug: str) -> ResponseReturnValue:
     if found is None:
         return _not_found()
     updated = services.latest_publication(session, found.id) or found.created_at
-    body = feeds.agenda(
-        services.agenda_events(session, found.id),
-        name=f"Agenda — {found.name}",
-        stamp=updated,
-    )
+    version = services.feed_version(session, _config(), found, "agenda")
+    cache: services.RenderCache[bytes] = _cache("archive_feeds")
+    body = cache.get(version)
+    if body is None:
+        body = feeds.agenda(
+            services.agenda_events(session, found.id),
+            name=f"Agenda — {found.name}",
+            stamp=updated,
+        )
+        cache.put(version, body)
     response = Response(body, content_type="text/calendar; charset=utf-8")
     response.headers["Content-Disposition"] = 'inline; filename="agenda.ics"'
-    return _cached(response, updated)
+    return _cached(response, updated, etag=version)

@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 
 from service.issues.models import IssueStatus
 from service.newsletters.models import Newsletter
-from tests.archive.conftest import SECOND_TITLE, SENT_AT, Archive
+from tests.archive.conftest import SECOND_TITLE, SENT_AT, Archive, event
 from tests.factories import BlockFactory, IssueFactory
 
 NS = {"atom": "http://www.w3.org/2005/Atom"}
@@ -146,3 +146,34 @@ def test_agenda_feed_of_a_newsletter_without_events_is_an_empty_calendar(
         client.get("/archives/lettres/sans-agenda/agenda.ics").get_data()
     )
     assert cal.walk("VEVENT") == []
+
+
+def test_feeds_follow_a_new_issue_at_once(
+    client: FlaskClient, db_session: Session, archive: Archive
+) -> None:
+    """Feeds are kept built per version: sending an issue is a new version."""
+    newsletter_id = archive.newsletter.id
+    atom_before = client.get(ATOM_URL)
+    agenda_before = client.get(AGENDA_URL)
+    issue = IssueFactory(
+        newsletter=db_session.get(Newsletter, newsletter_id),
+        number=3,
+        title="Troisième numéro",
+        status=IssueStatus.SENT,
+        send_started_at=SENT_AT + dt.timedelta(days=14),
+    )
+    BlockFactory(
+        issue=issue,
+        kind="agenda",
+        data={"title": "Agenda", "events": [event("forum@test", "Forum", "2027-04-01T10:00")]},
+    )
+    atom_after = client.get(ATOM_URL, headers={"If-None-Match": atom_before.headers["ETag"]})
+    assert atom_after.status_code == 200
+    titles = [e.findtext("atom:title", namespaces=NS) for e in parse(atom_after.get_data())]
+    assert "n° 3 — Troisième numéro" in titles
+    agenda_after = client.get(AGENDA_URL, headers={"If-None-Match": agenda_before.headers["ETag"]})
+    assert agenda_after.status_code == 200
+    uids = [
+        str(e["UID"]) for e in icalendar.Calendar.from_ical(agenda_after.get_data()).walk("VEVENT")
+    ]
+    assert sorted(uids) == ["atelier-lievin@test", "forum@test", "pleniere-lens@test"]
