@@ -180,3 +180,10 @@ def test_anonymous_visitors_go_to_login(client: FlaskClient, scenario: Scenario,
     response = client.get(f"/statistiques/numeros/{scenario.issue.id}{path}")
     assert response.status_code == 302
     assert response.headers["Location"].startswith("/login")
+
+
+def test_reachable_from_the_issue_pages(client: FlaskClient, scenario: Scenario) -> None:
+    as_role(client, Role.EDITOR)
+    link = f'href="/statistiques/numeros/{scenario.issue.id}"'
+    assert link in client.get(f"/numeros/{scenario.issue.id}").get_data(as_text=True)
+    assert link in client.get("/numeros/").get_data(as_text=True)
