@@ -19,6 +19,7 @@ import base64
 import datetime as dt
 import logging
 import os
+import re
 import threading
 import time
 from collections import OrderedDict
@@ -29,6 +30,7 @@ import redis
 from sqlalchemy import Engine, select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import sessionmaker
+from werkzeug.urls import iri_to_uri
 
 from emails.tokens import TokenSigner
 from service.config import Config
@@ -158,7 +160,7 @@ class Outbox:
 class IssueInfo:
     mode: TrackingMode
     started_at: dt.datetime | None
-    links: dict[int, tuple[int, str]]  # position → (link id, URL)
+    links: dict[int, tuple[int, str]]  # position → (link id, Location header)
     loaded: float
 
 
@@ -194,7 +196,8 @@ class Tracker:
     # --- The two endpoints --------------------------------------------------------------------
 
     def click(self, token: str, request: Request) -> str | None:
-        """The stored URL a click token leads to (recording the click), or None."""
+        """Where a click token leads: the URL stored for its issue and position, as a
+        Location header (recording the click); None for anything else."""
         parsed = self.signer.verify(token)
         if parsed is None:
             return None
@@ -323,10 +326,11 @@ class Tracker:
         info = None
         if row is not None:
             links = {
-                position: (link_id, url)
+                position: (link_id, location)
                 for position, link_id, url in session.execute(
                     select(Link.position, Link.id, Link.url).where(Link.issue_id == issue_id)
                 )
+                if (location := _location(url)) is not None
             }
             info = IssueInfo(row.tracking_mode, row.send_started_at, links, now)
         with self._lock:
@@ -365,3 +369,16 @@ class Tracker:
             while len(self._blocks) > MAX_BLOCKS:
                 self._blocks.popitem(last=False)
         return entries.get(delivery_id)
+
+
+# Schemes a tracked link may lead to (what the editor lets authors write).
+_SCHEMES = ("https://", "http://", "mailto:", "tel:")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def _location(url: str) -> str | None:
+    """The Location header for a stored URL: exactly the URL (non-ASCII characters
+    percent-encoded, as HTTP needs); None if it is not a place a link may lead to."""
+    if not url.lower().startswith(_SCHEMES) or _CONTROL.search(url):
+        return None
+    return url if url.isascii() and " " not in url else iri_to_uri(url)

@@ -150,6 +150,27 @@ def test_the_other_issue_still_redirects_to_its_own_link(
 
 
 @pytest.mark.parametrize(
+    ("stored", "location"),
+    [
+        ("javascript:alert(1)", None),
+        ("https://example.org/a\r\nSet-Cookie: x=1", None),
+        ("data:text/html,<script>alert(1)</script>", None),
+        ("https://example.org/une page", "https://example.org/une%20page"),
+        ("https://example.org/été?q=à", "https://example.org/%C3%A9t%C3%A9?q=%C3%A0"),
+        ("mailto:contact@agence.example.org", "mailto:contact@agence.example.org"),
+    ],
+)
+def test_only_safe_stored_urls_are_redirected_to(
+    client: FlaskClient, db_session: Session, sent: Sent, stored: str, location: str | None
+) -> None:
+    sent.links[0].url = stored
+    db_session.commit()
+    response = client.get(sent.click_path(0), headers=HUMAN)
+    assert response.status_code == (302 if location else 404)
+    assert response.headers.get("Location") == location
+
+
+@pytest.mark.parametrize(
     "path",
     [
         "/o/AAAAAAAAAAAAAAAAAAAAAAAA.gif",

@@ -1,0 +1,395 @@
+"""Tracking endpoints under load: the open pixel and tracked clicks against a bare
+Flask endpoint served by the same app and the same gunicorn configuration.
+
+    psql -h 127.0.0.1 -U postgres -c 'create database bench_tracking'   # once
+    .venv/bin/python -m bench.tracking [--deliveries 20000] [--seconds 10] [--write]
+
+PostgreSQL (BENCH_DATABASE_URL, default the scratch database ``bench_tracking``,
+dropped and migrated again) and Redis (BENCH_REDIS_URL, default database 11,
+flushed). The app runs as in production (Dockerfile): ``gunicorn --workers 2
+--access-logfile -`` on ``service.wsgi``'s factory, behind one trusted proxy
+(PROXY_COUNT=1, as docker-compose sets it), plus one route ``/bench/bare`` that
+returns "ok" — the baseline, through the same middleware and hooks.
+
+``wrk`` (Debian package) sends 64 concurrent connections; each request names a
+random delivery of the demo issue (20,000 recipients, sent an hour ago) and a
+random client address in X-Forwarded-For, so the per-process caches and the flood
+limits see a realistic spread. The endpoints are measured side by side, in
+alternating rounds. During the run a flusher process writes the buffer to
+PostgreSQL every 2 s (the beat task's code); at the end the events in the table
+are counted against the hits answered according to gunicorn's access log (the
+web workers are stopped with SIGTERM first, as in a restart). A last round serves the pixel without
+Redis, each hit inserted at once, to show what the buffer buys.
+"""
+
+import argparse
+import datetime as dt
+import os
+import platform
+import random
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+import redis
+from flask import Flask
+from sqlalchemy import func, insert, select, text
+from sqlalchemy.orm import Session
+
+from bench.record import write_section
+from emails.tokens import TokenSigner
+from service.cli import upgrade_database
+from service.config import load_config
+from service.db import make_engine
+from service.delivery.models import Delivery, DeliveryStatus
+from service.demo.services import load_demo
+from service.issues.models import Issue, IssueStatus
+from service.tracking.models import Event, Link
+from service.tracking.services import buffered, store_links
+
+SECRET = "bench-tracking-secret"  # noqa: S105 - throwaway key for a scratch database
+ROOT = Path(__file__).resolve().parent.parent
+UA = "Mozilla/5.0 (Windows NT 10.0; Win64; x64; rv:128.0) Gecko/20100101 Firefox/128.0"
+
+WRK_SCRIPT = """
+local paths = {}
+for line in io.lines(os.getenv("BENCH_PATHS")) do paths[#paths + 1] = line end
+function setup(thread) thread:set("seed", math.random(1, 1000000)) end
+function init(args) math.randomseed(seed) end
+function request()
+  local path = paths[math.random(1, #paths)]
+  local ip = string.format("10.%d.%d.%d", math.random(0, 255), math.random(0, 255),
+                           math.random(1, 254))
+  return wrk.format("GET", path, {["X-Forwarded-For"] = ip, ["User-Agent"] = "%UA%"})
+end
+"""
+
+
+def bench_app() -> Flask:
+    """gunicorn's factory: the production app plus the bare baseline route."""
+    from service import create_app  # noqa: PLC0415 - built in each gunicorn worker
+    from service.accounts.permissions import public  # noqa: PLC0415
+
+    app = create_app()
+
+    @app.route("/bench/bare")
+    @public
+    def bare() -> str:
+        return "ok"
+
+    return app
+
+
+def _database_url() -> str:
+    url = os.environ.get(
+        "BENCH_DATABASE_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/bench_tracking"
+    )
+    if url.startswith(("postgres://", "postgresql://")):
+        url = "postgresql+psycopg://" + url.split("://", 1)[1]
+    return url
+
+
+def _prepare(url: str, redis_url: str, deliveries: int, work: Path) -> tuple[int, int, int]:
+    """Fresh schema, the demo issue sent to ``deliveries`` recipients an hour ago."""
+    engine = make_engine(url)
+    assert "bench" in (engine.url.database or ""), "BENCH_DATABASE_URL must name a bench database"
+    with engine.begin() as conn:
+        conn.execute(text("DROP SCHEMA public CASCADE"))
+        conn.execute(text("CREATE SCHEMA public"))
+    config = load_config(
+        instance_path=work, secret_key=SECRET, database_url=url, base_url="http://127.0.0.1"
+    )
+    upgrade_database(config)
+    redis.Redis.from_url(redis_url).flushdb()
+    with Session(engine) as session:
+        load_demo(session)
+        session.commit()
+        issue = session.scalars(select(Issue)).one()
+        issue.status = IssueStatus.SENT
+        sent = dt.datetime.now(dt.UTC) - dt.timedelta(hours=1)
+        issue.send_started_at = sent
+        store_links(session, issue, config)
+        session.execute(
+            insert(Delivery),
+            [
+                {"issue_id": issue.id, "status": DeliveryStatus.SENT, "sent_at": sent}
+                for _ in range(deliveries)
+            ],
+        )
+        session.commit()
+        ids = session.scalars(select(Delivery.id).where(Delivery.issue_id == issue.id)).all()
+        links = session.scalar(select(func.count()).where(Link.issue_id == issue.id)) or 0
+    engine.dispose()
+    return issue.id, min(ids), links
+
+
+def _paths(work: Path, first: int, deliveries: int, links: int) -> dict[str, Path]:
+    signer = TokenSigner(SECRET)
+    rng = random.Random(20261126)  # noqa: S311 - load pattern, not a secret
+    ids = [first + rng.randrange(deliveries) for _ in range(20000)]
+    files = {
+        "pixel": [f"/o/{signer.system_tokens(d)[0]}.gif" for d in ids],
+        "click": [
+            f"/c/{signer.link_tokens(d, links)[p]}"
+            for d, p in ((d, rng.randrange(links)) for d in ids)
+        ],
+        "bare": ["/bench/bare"],
+    }
+    found = {}
+    for name, lines in files.items():
+        path = work / f"{name}.txt"
+        path.write_text("\n".join(lines) + "\n")
+        found[name] = path
+    return found
+
+
+def _serve(env: dict[str, str], port: int, log: Path) -> subprocess.Popen[bytes]:
+    """gunicorn as in the Dockerfile; its access log (stdout) goes to ``log``."""
+    command = [
+        sys.executable,
+        "-m",
+        "gunicorn",
+        "--bind",
+        f"127.0.0.1:{port}",
+        "--workers",
+        "2",
+        "--access-logfile",
+        "-",
+        "--no-control-socket",
+        "bench.tracking:bench_app()",
+    ]
+    with log.open("ab") as out:
+        server = subprocess.Popen(command, cwd=ROOT, env=env, stdout=out, start_new_session=True)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/bench/bare", timeout=1):
+                return server
+        except OSError:
+            time.sleep(0.2)
+    server.kill()
+    raise SystemExit("gunicorn did not start")
+
+
+def _served(log: Path) -> int:
+    """Tracking hits answered (200 pixel, 302 click), from the access log: exact, unlike
+    wrk's count, which leaves out the requests in flight when it stops."""
+    hit = re.compile(r'"GET /(?:o/\S+\.gif|c/\S+) HTTP/1\.1" (?:200|302) ')
+    with log.open(errors="replace") as lines:
+        return sum(1 for line in lines if hit.search(line))
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    os.killpg(process.pid, signal.SIGTERM)
+    process.wait(timeout=30)
+
+
+def _wrk(port: int, paths: Path, script: Path, seconds: int) -> dict[str, float]:
+    out = subprocess.run(
+        [
+            shutil.which("wrk") or "wrk",
+            "-t2",
+            "-c64",
+            f"-d{seconds}s",
+            "--latency",
+            "-s",
+            str(script),
+            f"http://127.0.0.1:{port}",
+        ],
+        env={**os.environ, "BENCH_PATHS": str(paths)},
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    rate = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    total = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
+    bad = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    errors = re.search(r"Socket errors: (.*)", out)
+    p99 = re.search(r"99%\s+([\d.]+)(us|ms|s)\b", out)
+    value, unit = float(p99.group(1)), p99.group(2)  # type: ignore[union-attr]
+    p99_ms = value / 1000 if unit == "us" else value * 1000 if unit == "s" else value
+    if bad or errors:
+        print(out, file=sys.stderr)
+    return {
+        "rate": rate,
+        "p99": p99_ms,
+        "total": total,
+        "bad": int(bad.group(1)) if bad else 0,
+        "errors": 1 if errors else 0,
+    }
+
+
+def _flusher(env: dict[str, str]) -> subprocess.Popen[bytes]:
+    """The beat task's code, every 2 s, in its own process (as a Celery worker would)."""
+    code = (
+        "import time\n"
+        "from service import create_app\n"
+        "from service.db import Session\n"
+        "from service.tracking.services import flush_buffer\n"
+        "app = create_app()\n"
+        "config = app.extensions['lettrine_config']\n"
+        "while True:\n"
+        "    with app.app_context():\n"
+        "        flush_buffer(Session(), config)\n"
+        "        Session.remove()\n"
+        "    time.sleep(2)\n"
+    )
+    return subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, env=env, start_new_session=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--deliveries", type=int, default=20000)
+    parser.add_argument("--seconds", type=int, default=10)
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--write", action="store_true", help="update docs/benchmarks.md")
+    args = parser.parse_args()
+
+    url = _database_url()
+    redis_url = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/11")
+    work = Path(tempfile.mkdtemp(prefix="lettrine-bench-tracking-"))
+    issue_id, first, links = _prepare(url, redis_url, args.deliveries, work)
+    paths = _paths(work, first, args.deliveries, links)
+    script = work / "requests.lua"
+    script.write_text(WRK_SCRIPT.replace("%UA%", UA))
+    env = {
+        k: v for k, v in os.environ.items() if not k.startswith(("DATABASE_", "REDIS_", "SMTP_"))
+    }
+    env.update(
+        DATABASE_URL=url,
+        REDIS_URL=redis_url,
+        SECRET_KEY=SECRET,
+        BASE_URL="http://127.0.0.1",
+        PROXY_COUNT="1",
+        OUTBOX_ENABLED="false",
+        LETTRINE_INSTANCE=str(work),
+        PYTHONPATH=str(ROOT),
+    )
+    port = 18000 + os.getpid() % 1000
+
+    load_before = os.getloadavg()[0]
+    server = _serve(env, port, work / "buffered.log")
+    flusher = _flusher(env)
+    results: dict[str, list[dict[str, float]]] = {"bare": [], "pixel": [], "click": []}
+    for path in paths.values():  # warm-up: imports, caches, connections
+        _wrk(port, path, script, 2)
+    try:
+        for _ in range(args.rounds):
+            for name, rounds in results.items():
+                rounds.append(_wrk(port, paths[name], script, args.seconds))
+                print(name, rounds[-1], flush=True)
+    finally:
+        _stop(server)
+    client: redis.Redis[bytes] = redis.Redis.from_url(redis_url)
+    deadline = time.monotonic() + 300
+    while buffered(client) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    time.sleep(3)  # the last flush commits
+    _stop(flusher)
+    engine = make_engine(url)
+    with Session(engine) as session:
+        recorded = session.scalar(select(func.count()).select_from(Event)) or 0
+        machine = session.scalar(select(func.count()).where(Event.is_machine.is_(True))) or 0
+    answered = _served(work / "buffered.log")
+    with engine.begin() as conn:
+        before_direct = conn.scalar(select(func.count()).select_from(Event)) or 0
+
+    # The pixel without Redis: one INSERT per hit, in its own short transaction.
+    direct_env = {k: v for k, v in env.items() if k != "REDIS_URL"}
+    server = _serve(direct_env, port, work / "direct.log")
+    try:
+        _wrk(port, paths["pixel"], script, 2)
+        direct = _wrk(port, paths["pixel"], script, args.seconds)
+        bare_direct = _wrk(port, paths["bare"], script, args.seconds)
+    finally:
+        _stop(server)
+    with engine.begin() as conn:
+        direct_rows = (conn.scalar(select(func.count()).select_from(Event)) or 0) - before_direct
+    engine.dispose()
+    direct_answered = _served(work / "direct.log")
+
+    def mean(name: str, key: str) -> float:
+        return sum(r[key] for r in results[name]) / len(results[name])
+
+    def worst(name: str) -> float:
+        return max(r["p99"] for r in results[name])
+
+    bare = mean("bare", "rate")
+    version = session_version(url)
+    lines = [
+        f"Measured {dt.datetime.now(dt.UTC).date().isoformat()} on {platform.machine()}, Python "
+        f"{platform.python_version()}, PostgreSQL {version}, Redis; gunicorn 2 sync workers, "
+        f"wrk 2 threads, 64 connections, {args.rounds} rounds of {args.seconds} s per endpoint "
+        f"(alternating), {args.deliveries:,} deliveries, {links} links. Load average from other "
+        f"processes before the run: {load_before:.1f} on 2 cores.",
+        "",
+        "| endpoint | requests/s | vs bare | p99 (worst round) | goal |",
+        "|---|---|---|---|---|",
+        f"| bare Flask endpoint (`/bench/bare`) | {bare:,.0f} | 100 % | {worst('bare'):.1f} ms "
+        "| baseline |",
+    ]
+    for name, label in (("pixel", "open pixel `/o/<token>.gif`"), ("click", "click `/c/<token>`")):
+        rate = mean(name, "rate")
+        ok = rate >= 0.8 * bare and worst(name) < 50
+        lines.append(
+            f"| {label} | **{rate:,.0f}** | {rate / bare:.0%} | {worst(name):.1f} ms | "
+            f"≥ 80 %, p99 < 50 ms: {'met' if ok else 'NOT met'} |"
+        )
+    lines += [
+        f"| open pixel, no Redis (one INSERT per hit) | {direct['rate']:,.0f} | "
+        f"{direct['rate'] / bare_direct['rate']:.0%} of {bare_direct['rate']:,.0f} | "
+        f"{direct['p99']:.1f} ms | why the buffer |",
+        "",
+        f"Events written: with Redis, {answered:,} hits answered (gunicorn's access log) and "
+        f"{recorded:,} rows in `events` once the flusher had emptied the buffer "
+        f"({machine:,} flagged machine: random bursts of 3 links of one delivery within a "
+        f"second); without Redis, {direct_answered:,} pixels answered and {direct_rows:,} rows. "
+        "Non-2xx/3xx answers: "
+        f"{sum(int(r['bad']) for rs in results.values() for r in rs)}.",
+    ]
+    output = "\n".join(lines)
+    print(output)
+    print(f"issue {issue_id}; work files in {work}")
+    if args.write:
+        write_section("tracking", output, heading=HEADING)
+
+
+def session_version(url: str) -> str:
+    engine = make_engine(url)
+    with engine.connect() as conn:
+        version = str(conn.scalar(text("show server_version")) or "?").split()[0]
+    engine.dispose()
+    return version
+
+
+HEADING = """## Tracking endpoints (`bench/tracking.py`)
+
+```sh
+psql -h 127.0.0.1 -U postgres -c 'create database bench_tracking'   # once
+apt-get install -y wrk                                               # the load tool
+.venv/bin/python -m bench.tracking --deliveries 20000 --seconds 10 --write
+```
+
+The open pixel and tracked clicks against a bare Flask endpoint of the same app, same
+gunicorn configuration as production (2 sync workers, access log on), side by side in
+alternating rounds. Each request names a random delivery among 20,000 and a random client
+address (X-Forwarded-For behind one trusted proxy), so caches and flood limits see a
+realistic spread. A hit checks its token without the database, finds the delivery's
+issue and the stored link in per-process caches (deliveries loaded by blocks of 512
+ids), classifies the hit, and makes one Redis round trip (a script applying the flood
+limits and pushing the event); a flusher process (the beat task's code) writes the
+buffer to PostgreSQL in batches of 2,000 meanwhile. The goal (issue 7) is ≥ 80 % of the
+bare endpoint's rate with p99 under 50 ms at 64 connections; the last row is the same
+pixel without Redis, each hit inserted at once, measured in the same run.
+
+
+"""
+
+if __name__ == "__main__":
+    main()
