@@ -43,14 +43,16 @@ def celery_settings(config: Config) -> dict[str, Any]:
                 "schedule": 60.0,
                 "options": {"expires": 55},
             },
-            # Buffered tracking hits to the events table; a late tick is useless: dropped.
-            "tracking": {
-                "task": "lettrine.tracking.flush",
-                "schedule": 2.0,
-                "options": {"expires": 10},
-            },
         },
     }
+    if config.redis_url:
+        # Tracking hits buffered in Redis to the events table (without Redis they are
+        # written as they come); a late tick is useless: dropped.
+        settings["beat_schedule"]["tracking"] = {
+            "task": "lettrine.tracking.flush",
+            "schedule": 2.0,
+            "options": {"expires": 10},
+        }
     if config.broker_folder is not None:
         queue = config.broker_folder / "queue"
         processed = config.broker_folder / "processed"
