@@ -20,6 +20,7 @@ from service.delivery.models import Delivery
 from service.issues.models import Issue
 from service.newsletters.models import Newsletter
 from service.outbox.models import OutboxMessage
+from service.stats.services import purge_reach
 from service.tracking.models import Event
 
 ERASED = "[effacé]"
@@ -143,7 +144,8 @@ def _scrub_everywhere(session: Session, address: str) -> None:
 
 def purge_expired(session: Session, now: dt.datetime | None = None) -> dict[str, int]:
     """Use case (daily): unconfirmed sign-ups after 30 days; per-recipient tracking
-    data after each newsletter's retention period. Commits."""
+    data (events' delivery, address and agent; statistics' reach rows) after each
+    newsletter's retention period. Commits."""
     now = now or utcnow()
     stale = session.execute(
         delete(Subscriber).where(
@@ -151,7 +153,7 @@ def purge_expired(session: Session, now: dt.datetime | None = None) -> dict[str,
             Subscriber.created_at < now - PENDING_RETENTION,
         )
     )
-    anonymised = 0
+    anonymised = reach_removed = 0
     for newsletter in session.scalars(select(Newsletter)):
         cutoff = now - dt.timedelta(days=newsletter.tracking_retention_days)
         issue_ids = select(Issue.id).where(Issue.newsletter_id == newsletter.id)
@@ -165,9 +167,12 @@ def purge_expired(session: Session, now: dt.datetime | None = None) -> dict[str,
             .values(delivery_id=None, ip_truncated=None, user_agent_family=None)
         )
         anonymised += getattr(result, "rowcount", 0) or 0
+        # The statistics' reach rows name deliveries too (unique counts are kept apart).
+        reach_removed += purge_reach(session, newsletter, cutoff)
     counts = {
         "pending_removed": getattr(stale, "rowcount", 0) or 0,
         "events_anonymised": anonymised,
+        "reach_removed": reach_removed,
     }
     record(session, None, "retention.purged", details=counts)
     session.commit()

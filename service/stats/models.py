@@ -80,3 +80,41 @@ class UniqueCount(Base):
     kind: Mapped[str] = mapped_column(String(10), primary_key=True)
     link_key: Mapped[int] = mapped_column(Integer, primary_key=True)
     count: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class SegmentSnapshot(Base):
+    """When the per-segment figures of an issue (``SegmentCount``) were computed, and from what.
+
+    The segment table joins every delivery of the issue with the segments, too slow for each
+    page view; the rollup computes it instead and the dashboard adds the openers and clickers
+    not rolled up yet. ``openers``/``clickers`` are the issue's rolled-up unique counts and
+    ``statuses`` its delivery status histogram at that time: when they no longer match, the
+    figures are stale (the rollup refreshes them; the page says what they stand for).
+    """
+
+    __tablename__ = "stats_segment_snapshots"
+
+    issue_id: Mapped[int] = mapped_column(
+        ForeignKey("issues.id", ondelete="CASCADE"), primary_key=True
+    )
+    computed_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    statuses: Mapped[str] = mapped_column(String(400), default="")
+    openers: Mapped[int] = mapped_column(BigInteger, default=0)
+    clickers: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class SegmentCount(Base):
+    """Per-segment figures of an issue at ``SegmentSnapshot.computed_at`` (counts only)."""
+
+    __tablename__ = "stats_segments"
+
+    issue_id: Mapped[int] = mapped_column(
+        ForeignKey("issues.id", ondelete="CASCADE"), primary_key=True
+    )
+    segment_id: Mapped[int] = mapped_column(
+        ForeignKey("segments.id", ondelete="CASCADE"), primary_key=True
+    )
+    recipients: Mapped[int] = mapped_column(BigInteger, default=0)
+    delivered: Mapped[int] = mapped_column(BigInteger, default=0)
+    openers: Mapped[int | None] = mapped_column(BigInteger)
+    clickers: Mapped[int | None] = mapped_column(BigInteger)

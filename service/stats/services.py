@@ -7,6 +7,9 @@ Definitions, shown on the pages too:
 - open rate = unique openers / delivered; click rate = unique clickers / delivered;
   click-to-open = unique clickers / unique openers.
 - in anonymous tracking mode events carry no delivery: only totals exist.
+- unique counts take the human hits of the newsletter's tracking retention period after the
+  sending started: later hits count in the totals only, since the reach rows that would tell
+  whether that recipient was already counted are deleted after that period.
 
 Figures are the rollups (events with ``id <= rolled_up_to``) plus the events after the
 watermark read live, so they are exact at any moment.
@@ -25,6 +28,7 @@ from sqlalchemy import (
     and_,
     case,
     cast,
+    delete,
     exists,
     extract,
     false,
@@ -41,15 +45,28 @@ from service.audience.models import Membership, Segment, SegmentKind, Subscriber
 from service.audience.rules import RuleError, compile_rule
 from service.db import utcnow
 from service.delivery.models import Delivery, DeliveryStatus
-from service.issues.models import Block, Issue
-from service.newsletters.models import TrackingMode
-from service.stats.models import NO_LINK, HourlyCount, Reach, RollupState, UniqueCount
+from service.issues.models import Block, Issue, IssueStatus
+from service.newsletters.models import Newsletter, TrackingMode
+from service.stats.models import (
+    NO_LINK,
+    HourlyCount,
+    Reach,
+    RollupState,
+    SegmentCount,
+    SegmentSnapshot,
+    UniqueCount,
+)
 from service.tracking.models import Event, EventKind, Link, LinkKind
 
 STATE_ID = 1
 HOURLY_SPAN = 72  # hours shown one by one after the sending started; then days
 HUMAN_REACH = (EventKind.OPEN, EventKind.CLICK)
 OUT = (DeliveryStatus.SENT, DeliveryStatus.BOUNCED, DeliveryStatus.FAILED, DeliveryStatus.UNKNOWN)
+# Per-segment figures: refreshed at most this many issues per rollup run (the issues whose
+# openers or clickers changed first), and at least this often while the issue is within
+# its tracking retention period (memberships change without touching the issue).
+SEGMENT_REFRESHES_PER_RUN = 10
+SEGMENT_MAX_AGE = dt.timedelta(hours=1)
 
 
 # --- Rollup ----------------------------------------------------------------------------
@@ -91,9 +108,11 @@ def roll_up(session: Session) -> int:
     state = _state(session)
     low, high = state.rolled_up_to, state.pending_to
     folded = 0
+    touched: set[int] = set()
     if high > low:
-        folded = _fold(session, low, high)
+        folded, touched = _fold(session, low, high)
         state.rolled_up_to = high
+    _refresh_segment_figures(session, touched)
     newest = session.scalar(select(func.max(Event.id))) or 0
     state.pending_to = max(newest, state.rolled_up_to)
     state.updated_at = utcnow()
@@ -101,11 +120,15 @@ def roll_up(session: Session) -> int:
     return folded
 
 
-def _fold(session: Session, low: int, high: int) -> int:
+def _fold(session: Session, low: int, high: int) -> tuple[int, set[int]]:
+    """Fold the events ``(low, high]``; returns their number and the issues whose openers
+    or clickers changed."""
     in_range = and_(Event.id > low, Event.id <= high)
     folded = session.scalar(select(func.count()).select_from(Event).where(in_range)) or 0
     if not folded:
-        return 0
+        return 0, set()
+    issue_ids = list(session.scalars(select(Event.issue_id).where(in_range).distinct()))
+    window = _reach_window(session, issue_ids)
     hour = _hour_of(session, Event.occurred_at)
     link_key = func.coalesce(Event.link_id, NO_LINK)
     counts = (
@@ -123,7 +146,7 @@ def _fold(session: Session, low: int, high: int) -> int:
         )
     )
     added: Counter[tuple[int, str, int]] = Counter()
-    for rows in _reach_selects(in_range, with_time=True):
+    for rows in _reach_selects(and_(in_range, window), with_time=True):
         insert = (
             _insert(session, Reach)
             .from_select(["issue_id", "kind", "link_key", "delivery_id", "first_at"], rows)
@@ -144,7 +167,31 @@ def _fold(session: Session, low: int, high: int) -> int:
                 set_={"count": UniqueCount.count + upsert.excluded["count"]},
             )
         )
-    return folded
+    return folded, {i for i, k, key in added if k in ("open", "click") and key == NO_LINK}
+
+
+def reach_limit(issue: Issue, retention_days: int) -> dt.datetime | None:
+    """Hits after this time no longer enter unique counts (see the module docstring)."""
+    start = issue.send_started_at or issue.sent_at
+    return None if start is None else start + dt.timedelta(days=retention_days)
+
+
+def _reach_window(session: Session, issue_ids: Sequence[int]) -> ColumnElement[bool]:
+    """Events of ``issue_ids`` within their issue's reach window."""
+    if not issue_ids:
+        return false()
+    conditions: list[ColumnElement[bool]] = []
+    for issue, days in session.execute(
+        select(Issue, Newsletter.tracking_retention_days)
+        .join(Newsletter, Newsletter.id == Issue.newsletter_id)
+        .where(Issue.id.in_(issue_ids))
+    ):
+        limit = reach_limit(issue, days)
+        condition = Event.issue_id == issue.id
+        conditions.append(
+            condition if limit is None else and_(condition, Event.occurred_at < limit)
+        )
+    return or_(*conditions) if conditions else false()
 
 
 def _reach_selects(where: ColumnElement[bool], *, with_time: bool) -> list[Select[Any]]:
@@ -237,6 +284,10 @@ class IssueStats:
     links: list[LinkRow] = field(default_factory=list)
     blocks: list[BlockRow] = field(default_factory=list)
     segments: list[SegmentRow] = field(default_factory=list)
+    # When the segment table was computed by the rollup (None: computed for this page), and
+    # whether deliveries changed status since (its recipients and delivered are then older).
+    segments_as_of: dt.datetime | None = None
+    segments_statuses_changed: bool = False
 
     @property
     def uniques_available(self) -> bool:
@@ -324,31 +375,37 @@ def issue_stats(session: Session, issue: Issue, *, detail: bool = True) -> Issue
     """Every figure of the dashboard of ``issue`` (``detail=False``: headline figures only)."""
     mode = issue.newsletter.tracking_mode
     mark = watermark(session)
-    statuses = {
-        DeliveryStatus(status): count
-        for status, count in session.execute(
-            select(Delivery.status, func.count())
-            .where(Delivery.issue_id == issue.id)
-            .group_by(Delivery.status)
-        )
-    }
+    statuses = _statuses(session, issue.id)
     per_link, per_hour = _event_counts(session, issue.id, mark, hourly=detail)
     totals: dict[tuple[str, bool], int] = defaultdict(int)
     for (kind, machine, _link), count in per_link.items():
         totals[kind, machine] += count
     individual = mode is not TrackingMode.ANONYMOUS
-    uniques = _uniques(session, issue.id, mark) if individual else None
+    uniques: dict[tuple[str, int], int] | None = None
+    fresh: set[tuple[str, int, int]] = set()
+    if individual:
+        uniques, fresh = _uniques(session, issue, mark)
     openers = clickers = None
     if uniques is not None:
         openers = uniques.get(("open", NO_LINK), 0)
         clickers = uniques.get(("click", NO_LINK), 0)
     stats = IssueStats(issue, mode, statuses, dict(totals), openers, clickers)
     if detail:
-        reach = _reach_source(session, issue.id, mark) if individual else None
         stats.series = _series(issue, per_hour)
         stats.links, stats.blocks = _links_and_blocks(session, issue, per_link, uniques)
-        stats.segments = _segments(session, issue, reach)
+        _fill_segments(session, stats, mark, fresh)
     return stats
+
+
+def _statuses(session: Session, issue_id: int) -> dict[DeliveryStatus, int]:
+    return {
+        DeliveryStatus(status): count
+        for status, count in session.execute(
+            select(Delivery.status, func.count())
+            .where(Delivery.issue_id == issue_id)
+            .group_by(Delivery.status)
+        )
+    }
 
 
 def _event_counts(
@@ -392,41 +449,54 @@ def _event_counts(
     return per_link, per_hour
 
 
-def _uniques(session: Session, issue_id: int, mark: int) -> dict[tuple[str, int], int]:
+def _tail_where(session: Session, issue_id: int, mark: int) -> ColumnElement[bool]:
+    """The issue's events not rolled up yet, within its reach window."""
+    return and_(Event.id > mark, Event.issue_id == issue_id, _reach_window(session, [issue_id]))
+
+
+def _uniques(
+    session: Session, issue: Issue, mark: int
+) -> tuple[dict[tuple[str, int], int], set[tuple[str, int, int]]]:
     """Unique counts per (kind, key): the rollup's counters, plus what the live tail adds
-    (tail reach rows not already in the rollup)."""
+    (tail reach rows not already in the rollup, also returned as (kind, key, delivery))."""
     counts: dict[tuple[str, int], int] = defaultdict(int)
     for kind, key, count in session.execute(
         select(UniqueCount.kind, UniqueCount.link_key, UniqueCount.count).where(
-            UniqueCount.issue_id == issue_id
+            UniqueCount.issue_id == issue.id
         )
     ):
         counts[kind, key] += int(count)
-    tail_where = and_(Event.id > mark, Event.issue_id == issue_id)
+    tail_where = _tail_where(session, issue.id, mark)
     tail = {
         (kind, key, delivery)
         for part in _reach_selects(tail_where, with_time=False)
         for _issue, kind, key, delivery in session.execute(part.distinct())
     }
+    fresh: set[tuple[str, int, int]] = set()
     if tail:
         deliveries = sorted({delivery for _k, _key, delivery in tail})
         known: set[tuple[str, int, int]] = set()
-        for start in range(0, len(deliveries), 1000):
+        for chunk in _chunks(deliveries):
             known.update(
                 (kind, key, delivery)
                 for kind, key, delivery in session.execute(
                     select(Reach.kind, Reach.link_key, Reach.delivery_id).where(
-                        Reach.issue_id == issue_id,
-                        Reach.delivery_id.in_(deliveries[start : start + 1000]),
+                        Reach.issue_id == issue.id, Reach.delivery_id.in_(chunk)
                     )
                 )
             )
-        for kind, key, _delivery in tail - known:
+        fresh = tail - known
+        for kind, key, _delivery in fresh:
             counts[kind, key] += 1
-    return counts
+    return counts, fresh
 
 
-def _reach_source(session: Session, issue_id: int, mark: int) -> Any:
+def _chunks(values: Sequence[int], size: int = 1000) -> Iterable[Sequence[int]]:
+    for start in range(0, len(values), size):
+        yield values[start : start + size]
+
+
+def _reach_source(session: Session, issue_id: int, mark: int, *, tail: bool = True) -> Any:
     """(kind, link_key, delivery_id) of the issue's openers and clickers (key 0): the rollup,
     plus the live tail when it holds human hits (UNION then removes what both know)."""
     rolled = select(Reach.kind, Reach.link_key, Reach.delivery_id).where(
@@ -434,7 +504,9 @@ def _reach_source(session: Session, issue_id: int, mark: int) -> Any:
         Reach.kind.in_(("open", "click")),
         Reach.link_key == NO_LINK,
     )
-    tail_where = and_(Event.id > mark, Event.issue_id == issue_id)
+    if not tail:
+        return rolled.subquery("reach")
+    tail_where = _tail_where(session, issue_id, mark)
     has_tail = session.scalar(
         select(exists().where(tail_where, Event.is_machine.is_(False), Event.kind.in_(HUMAN_REACH)))
     )
@@ -535,41 +607,47 @@ def segment_members(segment: Segment) -> ColumnElement[bool]:
     )
 
 
-def _segments(session: Session, issue: Issue, reach: Any) -> list[SegmentRow]:
-    """Per segment of the issue, in one pass per kind of segment: the issue's deliveries
-    joined with current memberships (static) or the rule (rule segments)."""
+Figures = tuple[int, int, int | None, int | None]  # recipients, delivered, openers, clickers
+
+
+def _member_selects(issue: Issue) -> list[Any]:
+    """(segment id as ``key``, delivery id, status) of deliveries whose subscriber is now in
+    a segment of the issue: one select for the static segments, one per rule segment."""
     static = [s.id for s in issue.segments if s.kind is not SegmentKind.RULE]
-    figures: dict[int, tuple[int, int, int | None, int | None]] = {}
+    selects: list[Any] = []
     if static:
-        joined: Any = select(Membership.segment_id.label("key"), Delivery.id, Delivery.status).join(
-            Membership,
-            and_(
-                Membership.subscriber_id == Delivery.subscriber_id,
-                Membership.segment_id.in_(static),
-            ),
+        selects.append(
+            select(Membership.segment_id.label("key"), Delivery.id, Delivery.status).join(
+                Membership,
+                and_(
+                    Membership.subscriber_id == Delivery.subscriber_id,
+                    Membership.segment_id.in_(static),
+                ),
+            )
         )
-        figures.update(_segment_counts(session, joined, issue.id, reach))
     for segment in issue.segments:
         if segment.kind is SegmentKind.RULE:
-            rule_rows: Any = select(
-                literal(segment.id).label("key"), Delivery.id, Delivery.status
-            ).join(
-                Subscriber,
-                and_(Subscriber.id == Delivery.subscriber_id, segment_members(segment)),
+            selects.append(
+                select(literal(segment.id).label("key"), Delivery.id, Delivery.status).join(
+                    Subscriber,
+                    and_(Subscriber.id == Delivery.subscriber_id, segment_members(segment)),
+                )
             )
-            figures.update(_segment_counts(session, rule_rows, issue.id, reach))
-    rows = []
-    for segment in sorted(issue.segments, key=lambda s: s.name):
-        recipients, delivered, openers, clickers = figures.get(
-            segment.id, (0, 0, 0 if reach is not None else None, 0 if reach is not None else None)
-        )
-        rows.append(SegmentRow(segment, recipients, delivered, openers, clickers))
-    return rows
+    return selects
+
+
+def _segment_figures(session: Session, issue: Issue, reach: Any) -> dict[int, Figures]:
+    """Per segment of the issue, in one pass per kind of segment: the issue's deliveries
+    joined with current memberships (static) or the rule (rule segments)."""
+    figures: dict[int, Figures] = {}
+    for joined in _member_selects(issue):
+        figures.update(_segment_counts(session, joined, issue.id, reach))
+    return figures
 
 
 def _segment_counts(
     session: Session, joined: Select[Any], issue_id: int, reach: Any
-) -> dict[int, tuple[int, int, int | None, int | None]]:
+) -> dict[int, Figures]:
     """(recipients, delivered, openers, clickers) per ``key`` of ``joined`` deliveries."""
     rows = joined.where(Delivery.issue_id == issue_id).subquery("members")
     sent = func.coalesce(func.sum(case((rows.c.status == DeliveryStatus.SENT, 1), else_=0)), 0)
@@ -599,12 +677,183 @@ def _segment_counts(
                 ),
             )
         )
-    result: dict[int, tuple[int, int, int | None, int | None]] = {}
+    result: dict[int, Figures] = {}
     for row in session.execute(statement.group_by(rows.c.key)):
         key, recipients, delivered = row[0], row[1], int(row[2])
         openers, clickers = (row[3], row[4]) if reach is not None else (None, None)
         result[key] = (recipients, delivered, openers, clickers)
     return result
+
+
+def _segment_delta(session: Session, issue: Issue, delivery_ids: set[int]) -> Counter[int]:
+    """How many of ``delivery_ids`` each segment of the issue holds now."""
+    counter: Counter[int] = Counter()
+    for chunk in _chunks(sorted(delivery_ids)):
+        for joined in _member_selects(issue):
+            rows = joined.where(Delivery.issue_id == issue.id, Delivery.id.in_(chunk)).subquery()
+            for key, count in session.execute(
+                select(rows.c.key, func.count()).group_by(rows.c.key)
+            ):
+                counter[key] += count
+    return counter
+
+
+def _fill_segments(
+    session: Session, stats: IssueStats, mark: int, fresh: set[tuple[str, int, int]]
+) -> None:
+    """The segment table: the rollup's figures plus the openers and clickers of the live
+    tail, or computed here when the rollup has none matching the rolled-up reach."""
+    issue = stats.issue
+    individual = stats.unique_openers is not None
+    snapshot = session.get(SegmentSnapshot, issue.id)
+    fresh_open = {d for kind, key, d in fresh if kind == "open" and key == NO_LINK}
+    fresh_click = {d for kind, key, d in fresh if kind == "click" and key == NO_LINK}
+    if snapshot is not None and individual:
+        rolled = (
+            (stats.unique_openers or 0) - len(fresh_open),
+            (stats.unique_clickers or 0) - len(fresh_click),
+        )
+        if rolled != (snapshot.openers, snapshot.clickers):
+            snapshot = None  # the rollup moved on since: not refreshed yet
+    if snapshot is None:
+        reach = _reach_source(session, issue.id, mark) if individual else None
+        figures = _segment_figures(session, issue, reach)
+    else:
+        figures = {
+            row.segment_id: (row.recipients, row.delivered, row.openers, row.clickers)
+            for row in session.scalars(
+                select(SegmentCount).where(SegmentCount.issue_id == issue.id)
+            )
+        }
+        if individual:
+            opened = _segment_delta(session, issue, fresh_open)
+            clicked = _segment_delta(session, issue, fresh_click)
+            figures = {
+                key: (
+                    recipients,
+                    delivered,
+                    (openers or 0) + opened[key],
+                    (clickers or 0) + clicked[key],
+                )
+                for key, (recipients, delivered, openers, clickers) in figures.items()
+            }
+        stats.segments_as_of = snapshot.computed_at
+        stats.segments_statuses_changed = snapshot.statuses != _signature(stats.statuses)
+    zero = 0 if individual else None
+    for segment in sorted(issue.segments, key=lambda s: s.name):
+        recipients, delivered, openers, clickers = figures.get(segment.id, (0, 0, zero, zero))
+        if not individual:
+            openers = clickers = None
+        stats.segments.append(SegmentRow(segment, recipients, delivered, openers, clickers))
+
+
+def _signature(statuses: dict[DeliveryStatus, int]) -> str:
+    return ",".join(f"{status.value}={count}" for status, count in sorted(statuses.items()))
+
+
+def _rolled_reach(session: Session, issue_id: int) -> tuple[int, int]:
+    rolled: dict[str, int] = {
+        kind: int(count)
+        for kind, count in session.execute(
+            select(UniqueCount.kind, UniqueCount.count).where(
+                UniqueCount.issue_id == issue_id,
+                UniqueCount.kind.in_(("open", "click")),
+                UniqueCount.link_key == NO_LINK,
+            )
+        )
+    }
+    return rolled.get("open", 0), rolled.get("click", 0)
+
+
+def refresh_segment_figures(session: Session, issue: Issue) -> None:
+    """Helper: compute the issue's segment table from the rollups and store it (no commit)."""
+    individual = issue.newsletter.tracking_mode is not TrackingMode.ANONYMOUS
+    reach = _reach_source(session, issue.id, 0, tail=False) if individual else None
+    figures = _segment_figures(session, issue, reach)
+    zero = 0 if individual else None
+    session.execute(delete(SegmentCount).where(SegmentCount.issue_id == issue.id))
+    session.add_all(
+        SegmentCount(
+            issue_id=issue.id,
+            segment_id=segment.id,
+            recipients=recipients,
+            delivered=delivered,
+            openers=openers,
+            clickers=clickers,
+        )
+        for segment in issue.segments
+        for recipients, delivered, openers, clickers in [
+            figures.get(segment.id, (0, 0, zero, zero))
+        ]
+    )
+    snapshot = session.get(SegmentSnapshot, issue.id)
+    if snapshot is None:
+        snapshot = SegmentSnapshot(issue_id=issue.id)
+        session.add(snapshot)
+    snapshot.computed_at = utcnow()
+    snapshot.statuses = _signature(_statuses(session, issue.id))
+    snapshot.openers, snapshot.clickers = _rolled_reach(session, issue.id) if individual else (0, 0)
+    session.flush()
+
+
+def _segment_figures_stale(session: Session, issue: Issue, *, max_age: bool) -> bool:
+    snapshot = session.get(SegmentSnapshot, issue.id)
+    if snapshot is None:
+        return True
+    if issue.newsletter.tracking_mode is not TrackingMode.ANONYMOUS and (
+        snapshot.openers,
+        snapshot.clickers,
+    ) != _rolled_reach(session, issue.id):
+        return True
+    if snapshot.statuses != _signature(_statuses(session, issue.id)):
+        return True
+    return max_age and snapshot.computed_at < utcnow() - SEGMENT_MAX_AGE
+
+
+def _refresh_segment_figures(session: Session, touched: set[int]) -> None:
+    """Refresh the segment tables that are stale: issues whose openers or clickers were just
+    folded first, then those within their reach window whose deliveries changed status or
+    whose table is older than ``SEGMENT_MAX_AGE``; at most ``SEGMENT_REFRESHES_PER_RUN``."""
+    now = utcnow()
+    longest = session.scalar(select(func.max(Newsletter.tracking_retention_days))) or 0
+    recent = select(Issue).where(
+        Issue.status.in_((IssueStatus.SENDING, IssueStatus.PAUSED, IssueStatus.SENT)),
+        Issue.send_started_at >= now - dt.timedelta(days=longest),
+    )
+    candidates = {issue.id: issue for issue in session.scalars(recent)}
+    if touched:
+        candidates.update(
+            (i.id, i) for i in session.scalars(select(Issue).where(Issue.id.in_(touched)))
+        )
+    ordered = sorted(candidates.values(), key=lambda i: (i.id not in touched, i.id))
+    refreshed = 0
+    for issue in ordered:
+        if refreshed >= SEGMENT_REFRESHES_PER_RUN:
+            break
+        if not issue.segments:
+            continue
+        limit = reach_limit(issue, issue.newsletter.tracking_retention_days)
+        if issue.id not in touched and (limit is None or limit <= now):
+            continue  # past its reach window: the table is final
+        if _segment_figures_stale(session, issue, max_age=True):
+            refresh_segment_figures(session, issue)
+            refreshed += 1
+
+
+def purge_reach(session: Session, newsletter: Newsletter, cutoff: dt.datetime) -> int:
+    """Helper of the retention purge: delete the reach rows (which name deliveries, hence
+    people) first seen before ``cutoff`` for the newsletter's issues. Unique counts
+    (``stats_uniques``) stay; segment tables, computed from those rows, are settled first
+    and stay as they are (the rollup no longer refreshes an issue past its reach window).
+    """
+    issue_ids = select(Issue.id).where(Issue.newsletter_id == newsletter.id)
+    doomed = and_(Reach.issue_id.in_(issue_ids), Reach.first_at < cutoff)
+    affected = session.scalars(select(Reach.issue_id).where(doomed).distinct()).all()
+    for issue in session.scalars(select(Issue).where(Issue.id.in_(affected))):
+        if issue.segments and _segment_figures_stale(session, issue, max_age=False):
+            refresh_segment_figures(session, issue)
+    result = session.execute(delete(Reach).where(doomed))
+    return int(getattr(result, "rowcount", 0) or 0)
 
 
 # --- Lists behind the figures --------------------------------------------------------

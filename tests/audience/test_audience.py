@@ -309,7 +309,7 @@ def test_retention(db_session: Session) -> None:
     db_session.add_all([stale, fresh])
     db_session.commit()
     counts = gdpr.purge_expired(db_session, now)
-    assert counts == {"pending_removed": 1, "events_anonymised": 1}
+    assert counts == {"pending_removed": 1, "events_anonymised": 1, "reach_removed": 0}
     db_session.expire_all()
     assert db_session.get(Subscriber, old.id) is None
     assert db_session.get(Subscriber, recent.id) is not None
