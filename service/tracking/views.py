@@ -10,9 +10,17 @@ from flask import Blueprint, Flask, Response, abort, current_app, request
 from flask.typing import ResponseReturnValue
 
 from service.accounts.permissions import public
+from service.extensions import limiter
 from service.tracking.ingest import PIXEL, Request, Tracker
 
 bp = Blueprint("tracking", __name__)
+
+
+@limiter.request_filter
+def _tracking_hit() -> bool:
+    """These endpoints limit floods themselves (ingest.IP_LIMIT, DELIVERY_LIMIT: answered,
+    not recorded); Flask-Limiter's per-request work would only cost them time."""
+    return (request.endpoint or "").startswith("tracking.")
 
 
 def tracker(app: Flask) -> Tracker:
