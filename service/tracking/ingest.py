@@ -38,9 +38,15 @@ from service.db import Session
 from service.delivery.models import Delivery
 from service.issues.models import Issue
 from service.newsletters.models import Newsletter, TrackingMode
-from service.tracking.classify import Hit, classify, truncate_ip
+from service.tracking.classify import BURST_LINKS, Hit, classify, truncate_ip
 from service.tracking.models import EventKind, Link
-from service.tracking.services import EVENTS_KEY, decode_hit, encode_hit, write_events
+from service.tracking.services import (
+    BURST_PREFIX,
+    EVENTS_KEY,
+    decode_hit,
+    encode_hit,
+    write_events,
+)
 
 log = logging.getLogger(__name__)
 
@@ -60,13 +66,17 @@ MAX_BUFFER = 2_000_000  # hits waiting in Redis; beyond, they are written direct
 PUSH_INTERVAL = 0.05  # seconds a hit may wait in the web process before Redis has it
 PUSH_SIZE = 500  # hits that make the outbox push at once
 
-# One round trip for a batch of hits: ARGV = address limit, address window, delivery
-# limit, delivery window, buffer size, then (event, address key, delivery key or '')
-# for each hit. Hits over a limit are dropped; the others are pushed to KEYS[1], or,
-# if the buffer is full, returned for the caller to write itself.
+# One round trip for a batch of hits. ARGV: address limit, address window, delivery
+# limit, delivery window, buffer size, burst size, then ``STRIDE`` values per hit:
+# event, address key, delivery key (or ''), clicks key (or ''), link, time, burst marker.
+# Hits over a limit are dropped; the others are pushed to KEYS[1] — or, if the buffer
+# is full, returned for the caller to write itself. A click is also kept for two
+# seconds in its delivery's sorted set; when clicks on BURST_LINKS distinct links of
+# one delivery fall within a second of each other, the marker is pushed too, and the
+# flush checks that delivery (``services._mark_bursts``).
 _PUSH = """
 local accepted = {}
-for i = 6, #ARGV, 3 do
+for i = 7, #ARGV, 7 do
   local n = redis.call('INCR', ARGV[i + 1])
   if n == 1 then redis.call('EXPIRE', ARGV[i + 1], ARGV[2]) end
   local ok = n <= tonumber(ARGV[1])
@@ -75,7 +85,22 @@ for i = 6, #ARGV, 3 do
     if d == 1 then redis.call('EXPIRE', ARGV[i + 2], ARGV[4]) end
     ok = d <= tonumber(ARGV[3])
   end
-  if ok then accepted[#accepted + 1] = ARGV[i] end
+  if ok then
+    accepted[#accepted + 1] = ARGV[i]
+    local clicks = ARGV[i + 3]
+    if clicks ~= '' then
+      local at = tonumber(ARGV[i + 5])
+      redis.call('ZADD', clicks, at, ARGV[i + 4] .. ':' .. ARGV[i + 5])
+      redis.call('ZREMRANGEBYSCORE', clicks, '-inf', at - 2)
+      redis.call('EXPIRE', clicks, 5)
+      local links, count = {}, 0
+      for _, member in ipairs(redis.call('ZRANGEBYSCORE', clicks, at - 1, at + 1)) do
+        local link = string.match(member, '^([^:]*):')
+        if not links[link] then links[link] = true; count = count + 1 end
+      end
+      if count >= tonumber(ARGV[6]) then accepted[#accepted + 1] = ARGV[i + 6] end
+    end
+  end
 end
 if #accepted == 0 then return 0 end
 if redis.call('LLEN', KEYS[1]) + #accepted > tonumber(ARGV[5]) then return accepted end
@@ -84,6 +109,7 @@ for i = 1, #accepted, 500 do
 end
 return #accepted
 """
+STRIDE = 7
 
 
 class Outbox:
@@ -104,13 +130,14 @@ class Outbox:
         self._wake = threading.Event()
         self._pid = 0
 
-    def add(self, event: str, ip_key: str, delivery_key: str) -> None:
+    def add(self, *hit: str) -> None:
+        """One hit's ``STRIDE`` values (see ``_PUSH``)."""
         if self._pid != os.getpid():  # first hit in this (forked) process
             self._start()
         with self._lock:
-            self._items += (event, ip_key, delivery_key)
+            self._items += hit
             size = len(self._items)
-        if size >= PUSH_SIZE * 3:
+        if size >= PUSH_SIZE * STRIDE:
             self._wake.set()
 
     def _start(self) -> None:
@@ -136,21 +163,23 @@ class Outbox:
             return self._push(items) if items else 0
 
     def _push(self, items: list[str]) -> int:
-        args: list[Any] = [IP_LIMIT, 120, DELIVERY_LIMIT, 86400, MAX_BUFFER, *items]
+        args: list[Any] = [IP_LIMIT, 120, DELIVERY_LIMIT, 86400, MAX_BUFFER, BURST_LINKS, *items]
         try:
             result = self._script(keys=[EVENTS_KEY], args=args)
         except redis.RedisError:
-            log.warning("tracking buffer unreachable: writing %d hits directly", len(items) // 3)
-            self._write(items[::3])
-            return len(items) // 3
+            hits = len(items) // STRIDE
+            log.warning("tracking buffer unreachable: writing %d hits directly", hits)
+            self._write(items[::STRIDE])
+            return hits
         if isinstance(result, list):  # the buffer is full
             self._write([item.decode() for item in result])
-        return len(items) // 3
+        return len(items) // STRIDE
 
     def _write(self, events: list[str]) -> None:
         with self._sessions() as session:
             try:
-                write_events(session, [decode_hit(event) for event in events])
+                rows = [decode_hit(e) for e in events if not e.startswith(BURST_PREFIX.decode())]
+                write_events(session, rows)
                 session.commit()
             except SQLAlchemyError:
                 log.exception("%d tracking hits lost: the database refused them", len(events))
@@ -271,19 +300,33 @@ class Tracker:
         event = encode_hit(
             kind, issue_id, stored_delivery, link_id, now, verdict.is_machine, verdict.family, ip
         )
-        if self._buffer(event, ip, delivery_id, now):
+        if self._buffer(event, ip, delivery_id, stored_delivery, link_id, now):
             return
         if self._allowed_locally(ip or "-", now):
             self._write_now(event)
 
-    def _buffer(self, event: str, ip: str | None, delivery_id: int | None, now: float) -> bool:
-        """Hand the hit to the outbox (Redis, with the flood limits); False without Redis."""
+    def _buffer(  # noqa: PLR0917 - one hit's facts
+        self,
+        event: str,
+        ip: str | None,
+        delivery_id: int | None,
+        stored_delivery: int | None,
+        link_id: int | None,
+        now: float,
+    ) -> bool:
+        """Hand the hit to the outbox (Redis, with the flood limits); False without Redis.
+        Bursts are watched only where events name their delivery (individual mode)."""
         if self.outbox is None:
             return False
+        clicks = stored_delivery is not None and link_id is not None
         self.outbox.add(
             event,
             f"lettrine:tracking:ip:{ip or '-'}:{int(now // 60)}",
             f"lettrine:tracking:delivery:{delivery_id}" if delivery_id is not None else "",
+            f"lettrine:tracking:clicks:{stored_delivery}" if clicks else "",
+            str(link_id),
+            repr(now),
+            f'["b",{stored_delivery},{now!r}]' if clicks else "",
         )
         return True
 

@@ -13,6 +13,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+import psycopg
 import redis
 from flask import current_app
 from sqlalchemy import insert, select, update
@@ -38,6 +39,9 @@ LOCK_SECONDS = 60
 FLUSH_BUDGET = 20.0  # seconds one flush task may keep writing before it yields
 
 _KINDS = {"o": EventKind.OPEN, "c": EventKind.CLICK}
+# In the buffer, among the events: ["b", delivery id, time], where a burst may be forming.
+BURST_PREFIX = b'["b",'
+BurstHints = list[tuple[int, dt.datetime]]
 _CODES = {kind: code for code, kind in _KINDS.items()}
 
 
@@ -100,21 +104,62 @@ def decode_hit(raw: bytes | str) -> dict[str, Any]:
     }
 
 
-def write_events(session: Session, rows: Sequence[dict[str, Any]]) -> int:
+def write_events(
+    session: Session, rows: Sequence[dict[str, Any]], *, bursts_near: BurstHints | None = None
+) -> int:
     """Insert events, then mark click bursts (several links of one delivery within a
-    second, this batch and earlier ones together) as machine. Never commits."""
+    second, this batch and earlier ones together) as machine. Never commits.
+
+    ``bursts_near`` (the Redis path): only the (delivery, time) pairs where Redis saw
+    a burst forming are checked; without it, every click written is."""
     if not rows:
         return 0
     try:
         with session.begin_nested():
-            session.execute(insert(Event), list(rows))
-    except IntegrityError:
+            _insert(session, rows)
+    except (IntegrityError, psycopg.IntegrityError):
         # The issue, delivery or link was deleted since the hit: keep what still exists.
         rows = _still_existing(session, rows)
         if rows:
-            session.execute(insert(Event), list(rows))
-    _mark_bursts(session, rows)
+            _insert(session, rows)
+    if bursts_near is None:
+        bursts_near = [
+            (r["delivery_id"], r["occurred_at"])
+            for r in rows
+            if r["kind"] is EventKind.CLICK and r["delivery_id"] is not None
+        ]
+    _mark_bursts(session, bursts_near)
     return len(rows)
+
+
+_COPY = (
+    "COPY events (kind, issue_id, delivery_id, link_id, occurred_at, is_machine, "
+    "user_agent_family, ip_truncated) FROM STDIN"
+)
+
+
+def _insert(session: Session, rows: Sequence[dict[str, Any]]) -> None:
+    """COPY on PostgreSQL (a fraction of the cost of INSERT … VALUES), INSERT elsewhere."""
+    connection = session.connection()
+    if connection.dialect.name != "postgresql":
+        session.execute(insert(Event), list(rows))
+        return
+    driver = connection.connection.driver_connection
+    assert isinstance(driver, psycopg.Connection)  # noqa: S101 - the only PostgreSQL driver
+    with driver.cursor() as cursor, cursor.copy(_COPY) as copy:
+        for r in rows:
+            copy.write_row(
+                (
+                    r["kind"].value,
+                    r["issue_id"],
+                    r["delivery_id"],
+                    r["link_id"],
+                    r["occurred_at"],
+                    r["is_machine"],
+                    r["user_agent_family"],
+                    r["ip_truncated"],
+                )
+            )
 
 
 def _still_existing(session: Session, rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -136,15 +181,14 @@ def _still_existing(session: Session, rows: Sequence[dict[str, Any]]) -> list[di
     ]
 
 
-def _mark_bursts(session: Session, rows: Sequence[dict[str, Any]]) -> None:
-    clicks = [r for r in rows if r["kind"] is EventKind.CLICK and r["delivery_id"] is not None]
-    if not clicks:
+def _mark_bursts(session: Session, near: BurstHints) -> None:
+    if not near:
         return
-    start = min(r["occurred_at"] for r in clicks) - BURST_WINDOW
-    end = max(r["occurred_at"] for r in clicks) + BURST_WINDOW
+    start = min(at for _d, at in near) - BURST_WINDOW
+    end = max(at for _d, at in near) + BURST_WINDOW
     nearby = session.execute(
         select(Event.id, Event.delivery_id, Event.link_id, Event.occurred_at).where(
-            Event.delivery_id.in_({r["delivery_id"] for r in clicks}),
+            Event.delivery_id.in_({d for d, _at in near}),
             Event.kind == EventKind.CLICK,
             Event.occurred_at.between(start, end),
             Event.is_machine.is_(False),
@@ -211,7 +255,15 @@ def write_batch(session: Session, client: "redis.Redis[bytes]", batch_id: str) -
             return 0
         session.add(TrackingFlush(id=1, batch_id=batch_id))
         session.flush()
-    written = write_events(session, [decode_hit(item) for item in items])
+    rows: list[dict[str, Any]] = []
+    hints: BurstHints = []
+    for item in items:
+        if item.startswith(BURST_PREFIX):  # Redis saw links of one delivery pile up
+            _code, delivery_id, at = json.loads(item)
+            hints.append((delivery_id, dt.datetime.fromtimestamp(at, dt.UTC)))
+        else:
+            rows.append(decode_hit(item))
+    written = write_events(session, rows, bursts_near=hints)
     session.commit()
     _clear(client, batch_id)
     return written

@@ -17,6 +17,7 @@ from service.tracking.services import (
     LOCK_KEY,
     PROCESSING_KEY,
     buffered,
+    encode_hit,
     flush,
     take_batch,
     write_batch,
@@ -142,3 +143,21 @@ def test_without_redis_hits_are_written_at_once(
     app.test_client().get(sent.open_path(), headers=HUMAN)
     (event,) = db_session.scalars(select(Event))
     assert event.occurred_at > dt.datetime.now(dt.UTC) - dt.timedelta(minutes=1)
+
+
+def test_hits_of_deleted_deliveries_are_kept_without_them(
+    db_session: Session, buffer: "redis.Redis[bytes]", sent: Sent
+) -> None:
+    """A delivery erased between the hit and the flush must not cost the whole batch."""
+    now = dt.datetime.now(dt.UTC).timestamp()
+    gone, kept = 10**9, sent.delivery.id
+    buffer.rpush(
+        EVENTS_KEY,
+        *(
+            encode_hit(EventKind.OPEN, sent.issue.id, d, None, now, False, "Firefox", None)
+            for d in (kept, gone, kept)
+        ),
+    )
+    assert flush(db_session, buffer) == 3
+    rows = db_session.execute(select(Event.delivery_id).order_by(Event.id)).scalars().all()
+    assert rows == [kept, None, kept]
