@@ -40,7 +40,12 @@ def worker_env(instance: Path, database_url: str, **extra: str) -> dict[str, str
 
 
 def start_worker(
-    env: dict[str, str], log: Path, *, concurrency: int = 1, queue: str | None = None
+    env: dict[str, str],
+    log: Path,
+    *,
+    concurrency: int = 1,
+    queue: str | None = None,
+    app_module: str = "workers.celery_app",
 ) -> subprocess.Popen[bytes]:
     """``celery worker`` in its own process group (so a test can kill it whole)."""
     command = [
@@ -48,7 +53,7 @@ def start_worker(
         "-m",
         "celery",
         "-A",
-        "workers.celery_app",
+        app_module,
         "worker",
         f"--concurrency={concurrency}",
         "--loglevel=INFO",
