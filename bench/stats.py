@@ -254,6 +254,14 @@ def main() -> None:
         assert client.get(path).status_code == 200, path
         rows.append((label,))
         measured.append(_timed(lambda p=path: client.get(p).data, args.repeats))
+    # Same run, the previous way: the segment table computed at each request.
+    with engine.begin() as conn:
+        conn.execute(text("DELETE FROM stats_segment_snapshots"))
+    rows.append(("Issue dashboard, segment table computed per request (the previous way)",))
+    measured.append(_timed(lambda: client.get("/statistiques/numeros/1").data, args.repeats))
+    with app.app_context():
+        roll_up(Session())  # stores the segment tables again
+        Session.remove()
     # Between two beat runs: events written after the watermark are read live.
     with engine.begin() as conn:
         conn.execute(
