@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 from emails import resolve
 from emails.render import collect_links
 from service.issues.rendering import issue_data, render_settings
-from service.newsletters.models import TrackingMode
+from service.newsletters.models import Newsletter, TrackingMode
 from service.tracking import ingest
 from service.tracking.ingest import PIXEL
 from service.tracking.models import Event, EventKind
@@ -294,3 +294,19 @@ def test_floods_from_one_address_are_answered_but_not_all_recorded(
         assert client.get(sent.open_path(), headers=HUMAN).status_code == 200
         assert client.get(sent.click_path(0), headers=HUMAN).status_code == 302
     assert len(_events(db_session)) == 5
+
+
+def test_the_mode_is_read_at_hit_time(
+    client: FlaskClient, db_session: Session, sent: Sent, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Switching a newsletter to « off » stops recording for copies already sent (within
+    ``ISSUE_TTL``, the per-process cache of an issue's mode: 0 here)."""
+    monkeypatch.setattr(ingest, "ISSUE_TTL", 0.0)
+    client.get(sent.open_path(), headers=HUMAN)
+    newsletter = db_session.get(Newsletter, sent.issue.newsletter_id)
+    assert newsletter is not None
+    newsletter.tracking_mode = TrackingMode.OFF
+    db_session.commit()
+    client.get(sent.open_path(), headers=HUMAN)
+    assert client.get(sent.click_path(0), headers=HUMAN).status_code == 302
+    assert len(_events(db_session)) == 1
