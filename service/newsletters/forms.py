@@ -166,9 +166,17 @@ class NewsletterForm(FlaskForm):  # type: ignore[misc]
     send_weekdays_only = BooleanField(_l("Pas d'envoi le samedi ni le dimanche"))
     send_skip_holidays = BooleanField(_l("Pas d'envoi les jours fériés (France)"))
 
-    def validate_send_window_end(self, field: Field) -> None:
-        start = self.send_window_start.data
-        if (start is None) != (field.data is None):
-            raise ValidationError(_l("Indiquez les deux heures de la plage d'envoi, ou aucune."))
-        if start is not None and field.data <= start:
-            raise ValidationError(_l("L'heure de fin doit suivre l'heure de début."))
+    def validate(self, extra_validators: Any = None) -> bool:
+        valid: bool = super().validate(extra_validators)
+        start, end = self.send_window_start, self.send_window_end
+        # Here, not as field validators: an empty field stops its own validation chain.
+        if (start.data is None) != (end.data is None) and not (start.errors or end.errors):
+            end.errors = [
+                *end.errors,
+                _l("Indiquez les deux heures de la plage d'envoi, ou aucune."),
+            ]
+            valid = False
+        elif start.data is not None and end.data is not None and end.data <= start.data:
+            end.errors = [*end.errors, _l("L'heure de fin doit suivre l'heure de début.")]
+            valid = False
+        return valid

@@ -1,5 +1,6 @@
 """Newsletter settings: admins only, validated field by field, audited."""
 
+import datetime as dt
 import io
 from typing import Any
 
@@ -290,3 +291,42 @@ def test_contrast_ratio() -> None:
 def test_slugify() -> None:
     assert slugify("Lettre des élus — Artois") == "lettre-des-elus-artois"
     assert slugify("«»") == "lettre"
+
+
+def test_send_window_is_saved_and_checked(client: FlaskClient, db_session: Session) -> None:
+    _admin(client)
+    newsletter = NewsletterFactory()
+    url = f"/lettres/{newsletter.id}"
+    half = _post(client, url, _form(send_window_start="08:30"))
+    assert half.status_code == 422
+    assert "les deux heures" in half.get_data(as_text=True)
+    backwards = _post(client, url, _form(send_window_start="18:00", send_window_end="08:30"))
+    assert backwards.status_code == 422
+    assert "heure de fin doit suivre" in backwards.get_data(as_text=True)
+    saved = _post(
+        client,
+        url,
+        _form(
+            send_window_start="08:30",
+            send_window_end="18:00",
+            send_weekdays_only="y",
+            send_skip_holidays="y",
+        ),
+    )
+    assert saved.status_code == 302
+    db_session.expire_all()
+    stored = db_session.get(Newsletter, newsletter.id)
+    assert stored is not None
+    assert (stored.send_window_start, stored.send_window_end) == (
+        dt.time(8, 30),
+        dt.time(18, 0),
+    )
+    assert stored.send_weekdays_only
+    assert stored.send_skip_holidays
+    # Both hours cleared: no window.
+    assert _post(client, url, _form()).status_code == 302
+    db_session.expire_all()
+    cleared = db_session.get(Newsletter, newsletter.id)
+    assert cleared is not None
+    assert cleared.send_window_start is None
+    assert not cleared.send_weekdays_only
