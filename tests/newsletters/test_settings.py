@@ -323,8 +323,9 @@ def test_send_window_is_saved_and_checked(client: FlaskClient, db_session: Sessi
     )
     assert stored.send_weekdays_only
     assert stored.send_skip_holidays
-    # Both hours cleared: no window.
-    assert _post(client, url, _form()).status_code == 302
+    # Both hours cleared (a browser sends the emptied inputs) and boxes unticked: no window.
+    cleared_form = _form(send_window_start="", send_window_end="")
+    assert _post(client, url, cleared_form).status_code == 302
     db_session.expire_all()
     cleared = db_session.get(Newsletter, newsletter.id)
     assert cleared is not None
