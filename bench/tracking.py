@@ -433,7 +433,7 @@ script applying the flood limits and watching for click bursts), and a flusher p
 ≥ 80 % of the bare endpoint's rate with p99 under 50 ms at 64 connections. This machine is
 shared: the rates and latencies move with the load of other processes (the load average
 before the run is given), so the CPU our own processes spend per request (web workers and
-flusher, from /proc) is reported too — it does not depend on that load. The last row is
+flusher, from /proc) is reported too — it depends much less on that load. The last row is
 the same pixel without Redis, each hit inserted at once, measured in the same run.
 
 
