@@ -68,6 +68,32 @@ def _rate(name: str) -> float:
     return rate
 
 
+def _smtp_timeout() -> float:
+    raw = os.environ.get("SMTP_TIMEOUT", "").strip() or "30"
+    try:
+        seconds = float(raw)
+    except ValueError:
+        raise ConfigError(f"SMTP_TIMEOUT={raw!r} is not a number of seconds.") from None
+    if not 0 < seconds <= 600:
+        raise ConfigError(f"SMTP_TIMEOUT={raw!r}: give seconds, between 0 and 600.")
+    return seconds
+
+
+def _lease_seconds(smtp_timeout: float) -> int:
+    """A lease must outlast any single SMTP exchange (a reply, a reconnect, a login)."""
+    raw = os.environ.get("DELIVERY_LEASE_SECONDS", "").strip() or "300"
+    try:
+        seconds = int(raw)
+    except ValueError:
+        raise ConfigError(f"DELIVERY_LEASE_SECONDS={raw!r} is not a number of seconds.") from None
+    if seconds < 4 * smtp_timeout:
+        raise ConfigError(
+            f"DELIVERY_LEASE_SECONDS={seconds}: use at least four times SMTP_TIMEOUT "
+            f"({4 * smtp_timeout:g} s), or a slow relay could get a message sent twice."
+        )
+    return seconds
+
+
 def _domain_rates(name: str) -> dict[str, float]:
     """``orange.fr=10,wanadoo.fr=10``: messages per second for these recipient domains."""
     rates: dict[str, float] = {}
@@ -152,6 +178,8 @@ class Config:
     secure_cookies: bool
     outbox_enabled: bool
     web_port: int = 5000
+    # Seconds an SMTP reply may take before the attempt is given up.
+    smtp_timeout: float = 30
     # How long a worker owns a claimed batch before the sweeper gives it to another.
     delivery_lease_seconds: int = 300
     # Shared secret of the bounce webhook (unset: the webhook answers 404).
@@ -221,7 +249,8 @@ def load_config(**overrides: Any) -> Config:
         else None,
         "base_url": os.environ.get("BASE_URL", f"http://127.0.0.1:{port}").rstrip("/"),
         "web_port": port,
-        "delivery_lease_seconds": int(os.environ.get("DELIVERY_LEASE_SECONDS", "300") or 300),
+        "smtp_timeout": (timeout := _smtp_timeout()),
+        "delivery_lease_seconds": _lease_seconds(timeout),
         "bounce_webhook_token": os.environ.get("BOUNCE_WEBHOOK_TOKEN") or None,
         "bounce_imap": _bounce_imap(),
         "instance_path": folder,

@@ -74,3 +74,36 @@ def test_bad_port_is_a_config_error(
     monkeypatch.setenv("PORT", value)
     with pytest.raises(ConfigError, match=message):
         load_config(instance_path=tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"DELIVERY_LEASE_SECONDS": "abc"}, "not a number of seconds"),
+        ({"DELIVERY_LEASE_SECONDS": "0"}, "at least four times SMTP_TIMEOUT"),
+        ({"DELIVERY_LEASE_SECONDS": "60"}, r"\(120 s\)"),
+        ({"SMTP_TIMEOUT": "2", "DELIVERY_LEASE_SECONDS": "7"}, r"\(8 s\)"),
+        ({"SMTP_TIMEOUT": "-1"}, "between 0 and 600"),
+        ({"SEND_RATE": "vite"}, "not a rate"),
+        ({"SEND_DOMAIN_RATES": "orange.fr"}, "domain=messages per second"),
+        ({"SEND_DOMAIN_RATES": "orange.fr=0"}, "domain=messages per second"),
+    ],
+)
+def test_sending_settings_are_checked(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, env: dict[str, str], message: str
+) -> None:
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    with pytest.raises(ConfigError, match=message):
+        load_config(instance_path=tmp_path)
+
+
+def test_sending_settings_are_read(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SMTP_TIMEOUT", "0.5")
+    monkeypatch.setenv("DELIVERY_LEASE_SECONDS", "2")
+    monkeypatch.setenv("SEND_RATE", "40")
+    monkeypatch.setenv("SEND_DOMAIN_RATES", "Orange.fr=10, free.fr=2.5")
+    config = load_config(instance_path=tmp_path)
+    assert (config.smtp_timeout, config.delivery_lease_seconds) == (0.5, 2)
+    assert config.send_rate == 40
+    assert config.domain_rates == {"orange.fr": 10, "free.fr": 2.5}

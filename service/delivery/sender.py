@@ -207,4 +207,4 @@ def _text(reply: bytes | str) -> str:
 
 
 def make_sender(config: Config) -> SmtpSender:
-    return SmtpSender(config)
+    return SmtpSender(config, timeout=config.smtp_timeout)

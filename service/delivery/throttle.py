@@ -97,6 +97,7 @@ class Throttle:
         self.max_wait = max_wait
         self.clock = clock
         self._slowed: dict[str, float] = {}
+        self._slowed_until: dict[str, float] = {}  # without Redis: when each slow-down ends
         self._read_at = -REFRESH
         self._script: Any = client.register_script(_GCRA) if client is not None else None
         self._local = _LocalBuckets()
@@ -138,6 +139,7 @@ class Throttle:
         current = self.rate_for(domain) or SLOW_START * 2
         rate = max(SLOW_FLOOR, current / 2)
         self._slowed[domain] = rate
+        self._slowed_until[domain] = self.clock() + SLOW_FOR
         if self.client is not None:
             pipe = self.client.pipeline()
             pipe.set(f"{PREFIX}slow:{domain}", repr(rate), ex=SLOW_FOR)
@@ -147,7 +149,13 @@ class Throttle:
         return rate
 
     def _refresh(self) -> None:
-        if self.client is None or self.clock() - self._read_at < REFRESH:
+        if self.client is None:
+            now = self.clock()
+            for domain in [d for d, until in self._slowed_until.items() if until <= now]:
+                self._slowed.pop(domain, None)
+                del self._slowed_until[domain]
+            return
+        if self.clock() - self._read_at < REFRESH:
             return
         self._read_at = self.clock()
         domains = sorted(

@@ -144,6 +144,7 @@ class Run:
             SMTP_HOST="127.0.0.1",
             SMTP_PORT=str(self.smtp.port),
             DELIVERY_LEASE_SECONDS="2",
+            SMTP_TIMEOUT="0.5",  # the test's receiver answers in milliseconds
         )
 
     def start_worker(self) -> None:

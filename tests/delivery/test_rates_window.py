@@ -15,7 +15,7 @@ from service.config import Config
 from service.delivery import services
 from service.delivery.models import Delivery, DeliveryStatus
 from service.delivery.sender import SmtpSender
-from service.delivery.throttle import SLOW_START, Throttle
+from service.delivery.throttle import SLOW_FOR, SLOW_START, Throttle
 from service.delivery.window import Window
 from service.issues.models import Issue
 from tests.conftest import TEST_REDIS_URL
@@ -217,3 +217,12 @@ def test_a_421_slows_the_domain_and_its_next_messages_wait(
     # (the first one after the slow-down leaves at once, the next one waits a slot)
     assert [domain for domain, _s in slept] == ["orange.fr"]
     assert slept[0][1] == pytest.approx(1 / SLOW_START, abs=0.05)
+
+
+def test_without_redis_a_slow_down_ends() -> None:
+    now = [0.0]
+    local = Throttle(None, relay="r", clock=lambda: now[0])
+    local.slow_down("orange.fr")
+    assert local.rate_for("orange.fr") == SLOW_START
+    now[0] += SLOW_FOR + 1
+    assert local.rate_for("orange.fr") == 0
