@@ -163,6 +163,10 @@ class AgendaBlock(BlockKind):
         return bump_sequences(previous, data)
 
     def duplicated(self, data: Mapping[str, Any]) -> dict[str, Any]:
+        """A copy's events are new events: fresh UIDs, SEQUENCE 0. A copied row edited
+        into next month's event must not move the original in attendees' calendars;
+        the archive's agenda feed merges a carried-over event by its start, title and
+        place instead (``service.archive.services.agenda_events``)."""
         copy_ = super().duplicated(data)
         for event in copy_.get("events", []):
             event["uid"], event["sequence"] = new_uid(), 0

@@ -19,6 +19,7 @@ These are read-only use cases: nothing here writes to the database.
 import datetime as dt
 import hashlib
 import threading
+import unicodedata
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -212,11 +213,21 @@ def feed_version(session: Session, config: Config, newsletter: Newsletter, kind:
 
 
 def agenda_events(session: Session, newsletter_id: int) -> list[Mapping[str, Any]]:
-    """Every event of the newsletter's public agenda blocks, each UID once.
+    """Every event of the newsletter's public agenda blocks, each real event once.
 
-    An event carried over into a later issue keeps its UID; the feed then gives its
-    latest version (highest SEQUENCE, then the most recently published issue), so a
-    calendar subscribed to the feed updates the event instead of doubling it.
+    An event carried over into a later issue by editing keeps its UID; the feed then
+    gives its latest version (highest SEQUENCE, then the most recently published
+    issue), so a calendar subscribed to the feed updates the event instead of doubling it.
+
+    A *duplicated* issue gives its events fresh UIDs (``AgendaBlock.duplicated``), and
+    that stays: a copy is most often the template of the next issue, whose rows get
+    edited into other events (next month's workshop). Had the copy kept the UIDs,
+    moving such a row to a new date would move the earlier, real event in every
+    calendar that holds it (an update with the same UID), and the feed would lose it.
+    So the feed also merges by what an attendee sees: events with the same start and
+    the same title and place (compared case-, accent- and spacing-insensitively) are
+    one event, given in the version of the most recently published issue, with that
+    issue's UID and SEQUENCE (a feed is re-read whole, so the calendar swaps the UID).
     """
     blocks = session.execute(
         select(Block, _published)
@@ -229,16 +240,31 @@ def agenda_events(session: Session, newsletter_id: int) -> list[Mapping[str, Any
         )
         .order_by(_published, Block.position)
     ).all()
-    chosen: dict[str, tuple[tuple[int, dt.datetime], Mapping[str, Any]]] = {}
+    by_uid: dict[str, tuple[tuple[int, dt.datetime], Mapping[str, Any]]] = {}
     for block, published in blocks:
         for event in block.data.get("events", []):
             uid = event.get("uid")
             if not uid:
                 continue
             rank = (int(event.get("sequence") or 0), published)
-            if uid not in chosen or rank >= chosen[uid][0]:
-                chosen[uid] = (rank, event)
-    return sorted((event for _rank, event in chosen.values()), key=lambda e: str(e["start"]))
+            if uid not in by_uid or rank >= by_uid[uid][0]:
+                by_uid[uid] = (rank, event)
+    by_sight: dict[tuple[str, str, str], tuple[tuple[dt.datetime, int], Mapping[str, Any]]] = {}
+    for (sequence, published), event in by_uid.values():
+        key = (str(event["start"]), _same(event.get("title")), _same(event.get("place")))
+        latest = (published, sequence)
+        if key not in by_sight or latest >= by_sight[key][0]:
+            by_sight[key] = (latest, event)
+    return sorted(
+        (event for _rank, event in by_sight.values()), key=lambda e: (str(e["start"]), e["uid"])
+    )
+
+
+def _same(text: object) -> str:
+    """A title or place as compared: no case, accents, punctuation or extra spaces."""
+    decomposed = unicodedata.normalize("NFKD", str(text or "")).casefold()
+    letters = "".join(c if c.isalnum() else " " for c in decomposed if not unicodedata.combining(c))
+    return " ".join(letters.split())
 
 
 def latest_publication(session: Session, newsletter_id: int) -> dt.datetime | None:

@@ -8,10 +8,11 @@ import icalendar
 from flask.testing import FlaskClient
 from sqlalchemy.orm import Session
 
-from service.issues.models import IssueStatus
+from service.issues.models import Issue, IssueStatus
+from service.issues.services import duplicate_issue
 from service.newsletters.models import Newsletter
 from tests.archive.conftest import SECOND_TITLE, SENT_AT, Archive, event
-from tests.factories import BlockFactory, IssueFactory
+from tests.factories import BlockFactory, IssueFactory, UserFactory
 
 NS = {"atom": "http://www.w3.org/2005/Atom"}
 BASE = "http://lettrine.test"
@@ -177,3 +178,33 @@ def test_feeds_follow_a_new_issue_at_once(
         str(e["UID"]) for e in icalendar.Calendar.from_ical(agenda_after.get_data()).walk("VEVENT")
     ]
     assert sorted(uids) == ["atelier-lievin@test", "forum@test", "pleniere-lens@test"]
+
+
+def test_agenda_feed_shows_an_event_of_a_duplicated_issue_once(
+    client: FlaskClient, db_session: Session, archive: Archive
+) -> None:
+    """A copy's events get new UIDs (so editing a copied row never moves the original
+    event in calendars); the feed still shows each event once, as the copy has it."""
+    second = db_session.get(Issue, archive.second.id)
+    assert second is not None
+    copy_ = duplicate_issue(db_session, second, UserFactory())
+    (block,) = copy_.blocks
+    (carried,) = block.data["events"]
+    assert carried["uid"] != "atelier-lievin@test"  # the decision: fresh UIDs
+    # The editor retouches the copy: spacing and case of the place, and a parallel
+    # workshop at the same time elsewhere, which is another event.
+    carried = {**carried, "place": "  salle des  Fêtes ", "description": "Salle 2"}
+    parallel = {
+        **event("atelier-bruay@test", "Atelier à Liévin (nouvelle date)", carried["start"]),
+        "place": "Médiathèque de Bruay",
+    }
+    block.data = {**block.data, "events": [carried, parallel]}
+    copy_.status = IssueStatus.SENT
+    copy_.send_started_at = SENT_AT + dt.timedelta(days=14)
+    db_session.commit()
+
+    cal = icalendar.Calendar.from_ical(client.get(AGENDA_URL).get_data())
+    events = {str(e["UID"]): e for e in cal.walk("VEVENT")}
+    assert sorted(events) == sorted([carried["uid"], "atelier-bruay@test", "pleniere-lens@test"])
+    assert str(events[carried["uid"]]["DESCRIPTION"]) == "Salle 2"  # the latest issue's version
+    assert str(events["atelier-bruay@test"]["LOCATION"]).startswith("Médiathèque de Bruay")
