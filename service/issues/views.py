@@ -16,10 +16,12 @@ from flask import (
     url_for,
 )
 from flask.typing import ResponseReturnValue
+from flask_babel import format_datetime
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from flask_login import current_user
 from sqlalchemy import or_, select
+from sqlalchemy.orm.exc import StaleDataError
 from werkzeug.datastructures import MultiDict
 
 from emails import (
@@ -39,8 +41,9 @@ from service.assets import services as assets
 from service.audience.models import Segment
 from service.audit.models import AuditEntry
 from service.audit.services import history
-from service.db import Session
+from service.db import Session, utcnow
 from service.delivery import services as delivery
+from service.delivery.window import Window
 from service.extensions import limiter
 from service.issues import services
 from service.issues.forms import (
@@ -216,6 +219,7 @@ def _editor(
         can_publish=_user().role in PUBLISHERS,
         editable=issue.status in services.EDITABLE,
         sent_back=_last_comment(issue),
+        window_notice=_window_notice(issue) if issue.status is IssueStatus.APPROVED else None,
         **(
             _progress_context(issue)
             if issue.status
@@ -668,18 +672,24 @@ def control(issue_id: int) -> ResponseReturnValue:
     if not form.validate_on_submit():
         abort(400)
     action = request.form.get("action")
+    done = {
+        "pause": _("Envoi mis en pause : les messages en cours de remise partent, puis plus rien."),
+        "reprendre": _("Envoi repris."),
+        "annuler": _("Envoi annulé : les messages non partis ne le seront pas."),
+    }
+    if action not in done:
+        abort(400)
     try:
-        if action == "pause":
-            delivery.set_paused(Session(), issue, _user(), paused=True)
-        elif action == "reprendre":
-            delivery.set_paused(Session(), issue, _user(), paused=False)
-        elif action == "annuler":
+        if action == "annuler":
             delivery.cancel(Session(), issue, _user())
         else:
-            abort(400)
-    except TransitionError:
+            delivery.set_paused(Session(), issue, _user(), paused=action == "pause")
+    except (TransitionError, StaleDataError):
+        # StaleDataError: a worker changed the issue meanwhile (it finished, say).
         Session.rollback()
         flash(_("Cette action n'est pas possible dans l'état actuel du numéro."), "error")
+    else:
+        flash(done[action], "success")
     return redirect(url_for("issues.edit", issue_id=issue_id, _anchor="envoi"))
 
 
@@ -689,6 +699,18 @@ def progress(issue_id: int) -> ResponseReturnValue:
     """The live progress fragment (htmx polls it while the issue is sending)."""
     issue = _issue(issue_id)
     return render_template("issues/_progress.html", issue=issue, **_progress_context(issue))
+
+
+def _window_notice(issue: Issue) -> str | None:
+    """Said before sending: outside the newsletter's window, messages will wait."""
+    opens = Window.of(issue.newsletter).next_open(utcnow())
+    if opens is None:
+        return None
+    notice: str = _(
+        "Hors de la plage d'envoi de la lettre : les messages partiront le %(date)s.",
+        date=format_datetime(opens, "short"),
+    )
+    return notice
 
 
 def _progress_context(issue: Issue) -> dict[str, Any]:

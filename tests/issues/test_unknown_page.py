@@ -1,5 +1,8 @@
 """The operator's page for messages whose outcome is unknown."""
 
+import datetime as dt
+from zoneinfo import ZoneInfo
+
 from flask.testing import FlaskClient
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -89,3 +92,27 @@ def test_editors_cannot_resolve(client: FlaskClient, db_session: Session) -> Non
     assert client.get(url).status_code == 403
     db_session.expire_all()
     assert db_session.get(Delivery, unknown[0].id).status is DeliveryStatus.UNKNOWN  # type: ignore[union-attr]
+
+
+def test_the_send_form_warns_when_the_window_is_closed(
+    client: FlaskClient, db_session: Session
+) -> None:
+    issue = IssueFactory(status=IssueStatus.APPROVED)
+    # A window of one minute, twelve hours away: closed whenever the test runs.
+    issue.newsletter.send_window_start = dt.time(3, 0)
+    issue.newsletter.send_window_end = dt.time(3, 1)
+    now_paris = dt.datetime.now(dt.UTC).astimezone(ZoneInfo("Europe/Paris")).time()
+    if dt.time(3, 0) <= now_paris < dt.time(3, 2):
+        issue.newsletter.send_window_start, issue.newsletter.send_window_end = (
+            dt.time(15, 0),
+            dt.time(15, 1),
+        )
+    db_session.commit()
+    _publisher(client)
+    page = client.get(f"/numeros/{issue.id}").get_data(as_text=True)
+    assert "Hors de la plage d&#39;envoi" in page
+    fresh = db_session.get(Issue, issue.id)
+    assert fresh is not None
+    fresh.newsletter.send_window_start = fresh.newsletter.send_window_end = None
+    db_session.commit()
+    assert "Hors de la plage" not in client.get(f"/numeros/{issue.id}").get_data(as_text=True)
