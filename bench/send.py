@@ -64,6 +64,7 @@ class Run:
     rss_max_mib: float
     worker_cpu_s: float
     machine_busy: float  # share of all cores busy during the send
+    load: float  # 1-minute load average at the end of the send (other work on the machine)
 
     @property
     def rate(self) -> float:
@@ -404,6 +405,7 @@ def lettrine_run(  # noqa: PLR0917 - one run's whole setting
         max(rss_samples),
         cpu,
         (busy_end - busy_start) / max(1, total_end - total_start),
+        os.getloadavg()[0],
     )
 
 
@@ -482,7 +484,7 @@ def main() -> None:
                 f"({run.send_s:.1f} s), raw {raws[concurrency]:,.0f} msg/s, RSS "
                 f"{run.rss_start_mib:.0f} → {run.rss_end_mib:.0f} MiB "
                 f"(max {run.rss_max_mib:.0f}), worker CPU {run.worker_cpu_s:.0f} s, "
-                f"machine busy {run.machine_busy:.0%}",
+                f"machine busy {run.machine_busy:.0%}, load {run.load:.1f}",
                 flush=True,
             )
         fill_s = big_s = 0.0
@@ -504,7 +506,7 @@ def main() -> None:
             f"{raws[r.concurrency]:,.0f} msg/s",
             f"{r.rate / raws[r.concurrency]:.0%}",
             f"{r.rss_start_mib:.0f} → {r.rss_end_mib:.0f} MiB (max {r.rss_max_mib:.0f})",
-            f"{r.worker_cpu_s:.0f} s, machine {r.machine_busy:.0%} busy",
+            f"{r.worker_cpu_s:.0f} s; machine {r.machine_busy:.0%} busy, load {r.load:.1f}",
             f"{r.snapshot_s:.2f} s",
         )
         for r in runs

@@ -9,19 +9,15 @@ from typing import Any
 
 from service.delivery import services
 
-_deliver = services._deliver
+
+def _write_without_commits(session: Any, statement: Any, params: dict[str, Any]) -> int:
+    # Each attempt and outcome goes through the session and stays in its open
+    # transaction (no autocommit ledger, no commit).
+    result = session.execute(statement, params, execution_options={"synchronize_session": False})
+    return int(result.rowcount)
 
 
-def _deliver_without_commits(session: Any, *args: Any) -> Any:
-    real = session.commit
-    session.commit = session.flush  # the outcome stays in the open transaction
-    try:
-        return _deliver(session, *args)
-    finally:
-        session.commit = real
-
-
-services._deliver = _deliver_without_commits
+services._write = _write_without_commits
 
 from workers.celery_app import celery  # noqa: E402 - after the patch, on purpose
 

@@ -13,9 +13,11 @@ import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
-from sqlalchemy import func, select, text, update
+from sqlalchemy import Engine, Update, bindparam, func, select, text, update
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import set_committed_value
 
 from emails import Personaliser, Recipient, build_template, compile_variant
 from emails.dkim import DkimSigner
@@ -62,6 +64,8 @@ def start_sending(
     session: Session, issue: Issue, user: User, *, at: dt.datetime | None = None
 ) -> int:
     """Use case: approved → sending now (snapshot taken), or → scheduled for ``at``."""
+    # Two clicks at once: the second waits for the first, then finds it no longer approved.
+    session.refresh(issue, with_for_update=True)
     if issue.status is not IssueStatus.APPROVED:
         raise DeliveryError("Seul un numéro approuvé peut être envoyé ou programmé.")
     if not issue.segments:
@@ -82,6 +86,12 @@ def _begin(session: Session, issue: Issue) -> int:
     transition(issue, IssueStatus.SENDING)
     issue.send_started_at = issue.send_started_at or utcnow()
     added = snapshot(session, issue)
+    if not added and not session.scalar(select(Delivery.id).where(Delivery.issue_id == issue.id)):
+        raise DeliveryError(
+            "Les segments choisis n'ont aucun abonné actif : il n'y a personne à qui envoyer "
+            "ce numéro. Choisissez d'autres segments ou ajoutez des abonnés."
+        )
+    issue.send_error = None
     store_links(session, issue)
     _enqueue(session, issue.id, PARALLEL_TASKS)
     return added
@@ -103,12 +113,24 @@ def start_due(session: Session) -> list[int]:
             )
         )
     )
+    started = []
     for issue in due:
         transition(issue, IssueStatus.APPROVED)
-        _begin(session, issue)
+        try:
+            with session.begin_nested():
+                _begin(session, issue)
+        except DeliveryError as error:
+            # Nothing to send (segments emptied since): back to approved, with the reason.
+            issue.status = IssueStatus.APPROVED
+            issue.send_error = str(error)
+            record(
+                session, None, "issue.schedule_failed", "issue", issue.id, {"reason": str(error)}
+            )
+            continue
         record(session, None, "issue.sending", "issue", issue.id, {"scheduled": True})
+        started.append(issue.id)
     session.commit()
-    return [issue.id for issue in due]
+    return started
 
 
 def set_paused(session: Session, issue: Issue, user: User, *, paused: bool) -> None:
@@ -206,6 +228,34 @@ def send_batch(
     sleep: Callable[[float], None] = time.sleep,
 ) -> BatchResult:
     """Use case (worker): claim a batch, send it, commit each outcome as it comes."""
+    try:
+        return _send_batch(
+            session,
+            issue_id,
+            config,
+            sender,
+            owner=owner,
+            clock=clock,
+            throttle=throttle,
+            sleep=sleep,
+        )
+    finally:
+        ledger = session.info.pop(_LEDGER, None)
+        if ledger is not None:
+            ledger.close()
+
+
+def _send_batch(  # noqa: PLR0912 - each step of a message has its early exit
+    session: Session,
+    issue_id: int,
+    config: Config,
+    sender: Sender,
+    *,
+    owner: str | None,
+    clock: Callable[[], float],
+    throttle: Throttle | None,
+    sleep: Callable[[float], None],
+) -> BatchResult:
     result = BatchResult()
     issue = session.get(Issue, issue_id)
     if issue is None or issue.status is not IssueStatus.SENDING:
@@ -217,7 +267,8 @@ def send_batch(
         return result
     closes = window.closes_at(utcnow())
     owner = owner or worker_name()
-    ids = claim(session, issue_id, owner, lease=dt.timedelta(seconds=config.delivery_lease_seconds))
+    lease = dt.timedelta(seconds=config.delivery_lease_seconds)
+    ids = claim(session, issue_id, owner, lease=lease)
     if not ids:
         finish_if_done(session, issue)
         return result
@@ -237,9 +288,8 @@ def send_batch(
     for position, (delivery, subscriber) in enumerate(rows):
         if clock() - last_check > STATUS_CHECK_EVERY:
             last_check = clock()
-            session.refresh(issue, ["status"])
-            if issue.status is not IssueStatus.SENDING or (closes and utcnow() >= closes):
-                _release(session, [d.id for d, _s in rows[position:]])
+            remaining = [d.id for d, _s in rows[position:]]
+            if _stop_or_renew(session, issue, closes, remaining, owner, lease):
                 result.stopped = True
                 return result
         if subscriber.email in suppressed or subscriber.status is not SubscriberStatus.ACTIVE:
@@ -253,7 +303,11 @@ def send_batch(
             result.deferred += 1
             continue
         try:
-            status = _deliver(session, config, sender, delivery, subscriber, bounces_to, message)
+            status = _deliver(
+                session, config, sender, delivery, subscriber, bounces_to, message, owner
+            )
+            if status is None:  # the lease was lost: another worker has this message
+                continue
         except RelayError as error:
             _relay_down(session, issue, [d.id for d, _s in rows[position:]], delivery, error)
             result.stopped = True
@@ -285,7 +339,8 @@ def _message(
         message = signer.sign(message)
     # The same Message-ID the personaliser wrote into the headers.
     domain = personaliser.settings.list_domain
-    delivery.message_id = f"{issue.id}.{delivery.id}@{domain}"
+    # Written with the attempt (``_take``), before the message leaves.
+    set_committed_value(delivery, "message_id", f"{issue.id}.{delivery.id}@{domain}")
     # VERP: bounces come back to an address naming this delivery.
     return message, bounce_address(personaliser.settings.signer, delivery.id, domain)
 
@@ -302,7 +357,8 @@ def _held_back(
     wait = throttle.wait(domain)
     if wait is None:
         rate = throttle.rate_for(domain) or 1.0
-        delivery.next_attempt_at = utcnow() + max(THROTTLE_HOLD_MIN, dt.timedelta(seconds=1 / rate))
+        hold = max(THROTTLE_HOLD_MIN, dt.timedelta(seconds=1 / rate))
+        _stage(delivery, next_attempt_at=utcnow() + hold)
         _record(session, delivery, DeliveryStatus.DEFERRED, f"débit limité pour {domain}")
         return True
     if wait:
@@ -364,7 +420,24 @@ def _window_message(opens: dt.datetime) -> str:
     )
 
 
-def _deliver(  # noqa: PLR0917 - the state of one message in flight
+def _take(session: Session, delivery: Delivery, owner: str) -> bool:
+    """Record the attempt, only while the lease is ours. Commits.
+
+    A worker stalled past its lease (the sweeper gave the message back to the queue,
+    maybe to another worker) must not send it too."""
+    # Never hold a database transaction across network I/O: the attempt is on record
+    # before the message leaves, and in embedded mode the dev outbox, which receives it,
+    # writes to the same SQLite file.
+    taken = _write(
+        session, _TAKE, {"d_id": delivery.id, "d_owner": owner, "d_message_id": delivery.message_id}
+    )
+    if taken != 1:
+        return False
+    set_committed_value(delivery, "attempts", delivery.attempts + 1)
+    return True
+
+
+def _deliver(  # noqa: PLR0911, PLR0917 - one return per outcome of one message in flight
     session: Session,
     config: Config,
     sender: Sender,
@@ -372,12 +445,10 @@ def _deliver(  # noqa: PLR0917 - the state of one message in flight
     subscriber: Subscriber,
     envelope_from: str,
     message: bytes,
-) -> DeliveryStatus:
-    delivery.attempts += 1
-    # Never hold a database transaction across network I/O: the attempt is on record
-    # before the message leaves, and in embedded mode the dev outbox, which receives it,
-    # writes to the same SQLite file.
-    session.commit()
+    owner: str,
+) -> DeliveryStatus | None:
+    if not _take(session, delivery, owner):
+        return None
     try:
         accepted = sender.send(envelope_from, [subscriber.email], message)
     except UnknownOutcomeError as error:
@@ -397,21 +468,94 @@ def _deliver(  # noqa: PLR0917 - the state of one message in flight
         if utcnow() - delivery.created_at > DEADLINE:
             return _record(session, delivery, DeliveryStatus.FAILED, f"délai dépassé : {reply}")
         delay = dt.timedelta(minutes=min(2 ** (delivery.attempts - 1) * 5, 240))
-        delivery.next_attempt_at = utcnow() + delay
+        _stage(delivery, next_attempt_at=utcnow() + delay)
         return _record(session, delivery, DeliveryStatus.DEFERRED, reply)
-    delivery.sent_at = utcnow()
+    _stage(delivery, sent_at=utcnow())
     return _record(session, delivery, DeliveryStatus.SENT, f"{accepted.code} {accepted.reply}")
 
 
 def _record(
     session: Session, delivery: Delivery, status: DeliveryStatus, reply: str
 ) -> DeliveryStatus:
-    delivery.status = status
-    delivery.last_reply = reply[:500]
-    delivery.lease_expires_at = None
-    delivery.leased_by = None
-    session.commit()
+    _stage(delivery, status=status, last_reply=reply[:500], lease_expires_at=None, leased_by=None)
+    params = {
+        "d_id": delivery.id,
+        "d_status": status,
+        "d_reply": delivery.last_reply,
+        "d_sent_at": delivery.sent_at,
+        "d_next": delivery.next_attempt_at,
+        "d_now": utcnow(),
+    }
+    _write(session, _RECORD, params)
+    if status is not DeliveryStatus.SENT and _LEDGER in session.info:
+        session.commit()  # a hard bounce also suppressed the address and the subscriber
     return status
+
+
+# Per batch on PostgreSQL: a connection of its own, in autocommit, where each message's
+# attempt and outcome are written. One round trip per write (no pool checkout, ping,
+# BEGIN or COMMIT: at 1,000 msg/s they were most of a worker's time), and never a
+# transaction open while a message is on the wire.
+_LEDGER = "lettrine.delivery.ledger"
+
+
+def _column(name: str) -> Any:
+    return bindparam(name, type_=Delivery.__table__.c[name.removeprefix("d_")].type)
+
+
+# The two writes of each message, built once (no statement to build and hash each time).
+_TAKE = (
+    update(Delivery)
+    .where(
+        Delivery.id == bindparam("d_id"),
+        Delivery.status == DeliveryStatus.LEASED,
+        Delivery.leased_by == bindparam("d_owner"),
+    )
+    .values(attempts=Delivery.attempts + 1, message_id=_column("d_message_id"))
+)
+_RECORD = (
+    update(Delivery)
+    .where(Delivery.id == bindparam("d_id"))
+    .values(
+        status=_column("d_status"),
+        last_reply=bindparam("d_reply"),
+        lease_expires_at=None,
+        leased_by=None,
+        sent_at=bindparam("d_sent_at", type_=Delivery.__table__.c.sent_at.type),
+        next_attempt_at=bindparam("d_next", type_=Delivery.__table__.c.next_attempt_at.type),
+        updated_at=bindparam("d_now", type_=Delivery.__table__.c.updated_at.type),
+    )
+)
+
+
+def _stage(delivery: Delivery, **values: object) -> None:
+    """Values of the message in flight that ``_record`` writes itself, in its one UPDATE:
+    kept out of the session's unit of work, which would flush them once more (pool
+    checkout, ping, BEGIN, UPDATE, COMMIT) for each message."""
+    for key, value in values.items():
+        set_committed_value(delivery, key, value)
+
+
+def _write(session: Session, statement: Update, params: dict[str, Any]) -> int:
+    """Run one UPDATE of the hot path and commit it; the number of rows it changed."""
+    ledger = session.info.get(_LEDGER)
+    if ledger is None:
+        bind = session.get_bind()
+        if isinstance(bind, Engine) and bind.dialect.name == "postgresql":
+            ledger = bind.connect().execution_options(isolation_level="AUTOCOMMIT")
+            # Each outcome is committed; PostgreSQL need not wait for the disk on each.
+            ledger.execute(text("SET synchronous_commit = off"))
+            session.info[_LEDGER] = ledger
+    if ledger is None:  # SQLite, or a session joined to an outer transaction (tests)
+        result = session.execute(
+            statement, params, execution_options={"synchronize_session": False}
+        )
+        session.commit()
+    else:
+        if session.in_transaction():
+            session.commit()  # what the batch read: nothing is held across SMTP
+        result = ledger.execute(statement, params)
+    return int(getattr(result, "rowcount", 1))
 
 
 def _count(result: BatchResult, status: DeliveryStatus) -> None:
@@ -431,6 +575,39 @@ def _suppressed(session: Session, secret: str, addresses: list[str]) -> set[str]
         select(Suppression.address_hmac).where(Suppression.address_hmac.in_(by_hmac))
     )
     return {by_hmac[h] for h in found}
+
+
+def _stop_or_renew(  # noqa: PLR0917 - the state of a batch in flight
+    session: Session,
+    issue: Issue,
+    closes: dt.datetime | None,
+    remaining: list[int],
+    owner: str,
+    lease: dt.timedelta,
+) -> bool:
+    """Twice a second: paused, cancelled or out of the window → give the rest back;
+    else keep the lease on the rest."""
+    session.refresh(issue, ["status"])
+    if issue.status is not IssueStatus.SENDING or (closes and utcnow() >= closes):
+        _release(session, remaining)
+        return True
+    _renew(session, remaining, owner, lease)
+    return False
+
+
+def _renew(session: Session, ids: list[int], owner: str, lease: dt.timedelta) -> None:
+    """Extend the lease of the batch's remaining messages: a live worker keeps them."""
+    session.execute(
+        update(Delivery)
+        .where(
+            Delivery.id.in_(ids),
+            Delivery.status == DeliveryStatus.LEASED,
+            Delivery.leased_by == owner,
+        )
+        .values(lease_expires_at=utcnow() + lease)
+        .execution_options(synchronize_session=False)
+    )
+    session.commit()
 
 
 def _release(session: Session, ids: list[int]) -> None:
