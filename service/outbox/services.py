@@ -3,6 +3,7 @@
 import email
 import email.errors
 import email.policy
+import re
 from dataclasses import dataclass
 
 from sqlalchemy import delete, func, select
@@ -97,3 +98,30 @@ def _parse(raw: bytes, policy: email.policy.Policy) -> ParsedMessage:
         elif ctype == "text/html" and html is None and isinstance(content, str):
             html = content
     return ParsedMessage(headers=headers, text=text, html=html, attachments=attachments)
+
+
+# Tracking URLs as ``emails.mime`` writes them: ``<base>/o/<token>.gif`` (the open
+# pixel) and ``<base>/c/<token>`` (a tracked link). Tokens are URL-safe base64.
+_OPEN_PIXEL = re.compile(
+    r"""<img\b[^>]*?\bsrc\s*=\s*(["']?)[^"'\s>]*/o/[A-Za-z0-9_=-]+\.gif\1[^>]*>""",
+    re.IGNORECASE,
+)
+_TRACKED_LINK = re.compile(
+    r"""<a\b[^>]*?\bhref\s*=\s*(["']?)[^"'\s>]*/c/[A-Za-z0-9_=-]+\1""", re.IGNORECASE
+)
+
+
+def without_open_pixel(html: str) -> str:
+    """The HTML part as the outbox shows it: the open pixel removed.
+
+    Reading a caught message is a developer looking at it, not the subscriber
+    opening it: loading the pixel would count an open in the issue's statistics.
+    Links are left as sent (the detail page says they are tracked), so that a
+    developer can still follow one to try click tracking on purpose.
+    """
+    return _OPEN_PIXEL.sub("", html)
+
+
+def tracked_links(html: str) -> int:
+    """How many links of the HTML part go through click tracking."""
+    return len(_TRACKED_LINK.findall(html))

@@ -63,8 +63,12 @@ def index() -> ResponseReturnValue:
 @roles_required(*OUTBOX_ROLES)
 def detail(message_id: int) -> ResponseReturnValue:
     message = _get(message_id)
+    parsed = services.parse(message.raw)
     return render_template(
-        "outbox/detail.html", message=message, parsed=services.parse(message.raw)
+        "outbox/detail.html",
+        message=message,
+        parsed=parsed,
+        tracked_links=services.tracked_links(parsed.html or ""),
     )
 
 
@@ -74,7 +78,7 @@ def html(message_id: int) -> ResponseReturnValue:
     parsed = services.parse(_get(message_id).raw)
     if parsed.html is None:
         abort(404)
-    response = Response(parsed.html, mimetype="text/html")
+    response = Response(services.without_open_pixel(parsed.html), mimetype="text/html")
     response.headers["Content-Security-Policy"] = EMAIL_HTML_POLICY
     response.headers["X-Frame-Options"] = "SAMEORIGIN"
     return response

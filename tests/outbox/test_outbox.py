@@ -13,6 +13,7 @@ from flask.testing import FlaskClient
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
+from emails.tokens import TokenSigner
 from service.accounts.models import Role
 from service.outbox.models import OutboxMessage
 from service.outbox.server import make_controller
@@ -139,3 +140,34 @@ def test_malformed_messages_are_kept_and_shown(
     page = client.get(f"/outbox/{stored.id}")
     assert page.status_code == 200
     assert "Corps du message." in page.get_data(as_text=True)
+
+
+def test_reading_a_message_in_the_outbox_does_not_count_an_open(
+    client: FlaskClient, db_session: Session, smtp_server: Controller
+) -> None:
+    signer = TokenSigner("secret")
+    open_token = signer.system_tokens(7)[0]
+    (link_token,) = signer.link_tokens(7, 1)
+    pixel = f"http://lettrine.test/o/{open_token}.gif"
+    msg = _bulletin()
+    msg.get_body(("html",)).set_content(  # type: ignore[union-attr]
+        f'<html><body><p><a href="http://lettrine.test/c/{link_token}">Programme</a></p>'
+        '<img src="http://lettrine.test/static/logo.png" alt="Agence">'
+        f'<img src="{pixel}" width="1" height="1" alt="" style="display:block;border:0;" />'
+        "</body></html>",
+        subtype="html",
+    )
+    with smtplib.SMTP(smtp_server.hostname, smtp_server.port) as smtp:
+        smtp.send_message(msg)
+    stored = db_session.scalars(select(OutboxMessage)).one()
+    assert pixel.encode() in stored.raw.replace(b"=\r\n", b"").replace(b"=3D", b"=")
+
+    UserFactory(email="redaction@agence.example.org", role=Role.EDITOR)
+    login(client, "redaction@agence.example.org")
+    html = client.get(f"/outbox/{stored.id}/html").get_data(as_text=True)
+    assert f"/o/{open_token}" not in html  # nothing left for the frame to load
+    assert 'src="http://lettrine.test/static/logo.png"' in html  # other images stay
+    assert f'href="http://lettrine.test/c/{link_token}"' in html  # links as sent...
+    detail = client.get(f"/outbox/{stored.id}").get_data(as_text=True)
+    assert "ne compte pas comme une ouverture" in detail
+    assert "1 lien suivi : le suivre ici compte comme un clic du destinataire" in detail
