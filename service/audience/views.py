@@ -37,6 +37,7 @@ from service.audit.services import history, record
 from service.db import Session
 from service.delivery.models import Delivery
 from service.issues.models import Issue
+from service.labels import delivery_status_label, event_kind_label
 from service.tracking.models import Event
 
 bp = Blueprint("audience", __name__, url_prefix="/abonnes")
@@ -60,6 +61,8 @@ def _labels() -> dict[str, Any]:
     return {
         "subscriber_status_label": lambda s: SUBSCRIBER_LABELS[SubscriberStatus(s)],
         "membership_status_label": lambda s: MEMBERSHIP_LABELS[MembershipStatus(s)],
+        "delivery_label": delivery_status_label,
+        "event_label": event_kind_label,
     }
 
 

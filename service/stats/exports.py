@@ -14,6 +14,7 @@ from service.audience.exports import (
     defuse,
     file_chunks,
 )
+from service.labels import link_kind_label
 from service.stats.services import IssueStats
 
 __all__ = ["CSV_MIMETYPE", "XLSX_MIMETYPE", "csv_bytes", "file_chunks", "tables", "workbook"]
@@ -59,7 +60,7 @@ def tables(stats: IssueStats) -> dict[str, Table]:
             row.link.position + 1,
             row.link.label or "",
             row.link.url,
-            row.link.kind.value,
+            link_kind_label(row.link.kind),
             row.clicks,
             row.unique if unique else None,
             row.machine_clicks,

@@ -24,10 +24,11 @@ from service.audience.segments import count_members, count_rule
 from service.audience.services import address_hmac, normalise_address
 from service.audit.services import record
 from service.db import Base, utcnow
-from service.delivery.models import Delivery
+from service.delivery.models import Delivery, DeliveryStatus
 from service.outbox.services import store_message
 from service.tracking.models import Event, EventKind
 from tests.factories import (
+    DeliveryFactory,
     IssueFactory,
     MembershipFactory,
     SegmentFactory,
@@ -344,3 +345,27 @@ def test_export_of_a_search_and_of_a_rule_segment(admin: FlaskClient, db_session
     page = admin.get("/abonnes/?commune=Lens").get_data(as_text=True)
     assert "/abonnes/import/export/abonnes.csv?" in page
     assert "commune=Lens" in page
+
+
+def test_subscriber_page_shows_deliveries_and_activity_in_french(
+    admin: FlaskClient, db_session: Session
+) -> None:
+    subscriber = SubscriberFactory(email="claire@lievin.example.fr")
+    sent = DeliveryFactory(
+        subscriber=subscriber, issue=IssueFactory(title="Numéro envoyé"), status=DeliveryStatus.SENT
+    )
+    DeliveryFactory(
+        subscriber=subscriber,
+        issue=IssueFactory(title="Numéro différé"),
+        status=DeliveryStatus.DEFERRED,
+    )
+    for kind in (EventKind.OPEN, EventKind.CLICK, EventKind.UNSUBSCRIBE):
+        db_session.add(Event(kind=kind, issue_id=sent.issue_id, delivery_id=sent.id))
+    db_session.commit()
+    page = admin.get(f"/abonnes/{subscriber.id}").get_data(as_text=True)
+    assert "Numéro envoyé — envoyé" in page
+    assert "Numéro différé — différé (nouvel essai prévu)" in page
+    for label in ("— ouverture<", "— clic<", "— désinscription<"):
+        assert label in page
+    for raw in ("— sent", "— deferred", "— open", "— click", "— unsubscribe"):
+        assert raw not in page

@@ -10,7 +10,7 @@ from openpyxl import load_workbook
 from sqlalchemy.orm import Session
 
 from service.accounts.models import Role
-from service.tracking.models import EventKind
+from service.tracking.models import EventKind, LinkKind
 from tests.factories import BlockFactory, UserFactory
 from tests.helpers import login
 from tests.stats.conftest import LinkFactory, Scenario, hit
@@ -103,6 +103,7 @@ def test_anonymous_mode_says_uniques_are_unavailable(
 
 def test_exports_are_defused(client: FlaskClient, db_session: Session, scenario: Scenario) -> None:
     scenario.links[0].label = '=HYPERLINK("http://evil.example","clic")'
+    scenario.links[1].kind = LinkKind.CALENDAR
     db_session.commit()
     as_role(client, Role.ANALYST)
     base = f"/statistiques/numeros/{scenario.issue.id}/export"
@@ -112,6 +113,7 @@ def test_exports_are_defused(client: FlaskClient, db_session: Session, scenario:
     rows = list(csv.reader(io.StringIO(response.get_data().decode("utf-8-sig")), delimiter=";"))
     assert rows[1][1] == "'" + scenario.links[0].label
     assert rows[1][4] == "2"
+    assert {row[3] for row in rows[1:]} == {"lien", "ressource", "ajout à l'agenda (.ics)"}
     summary = client.get(f"{base}.csv?tableau=synthese").get_data().decode("utf-8-sig")
     assert "Ouvreurs uniques;4" in summary
     workbook = load_workbook(io.BytesIO(client.get(f"{base}.xlsx").get_data()))
@@ -120,6 +122,8 @@ def test_exports_are_defused(client: FlaskClient, db_session: Session, scenario:
     assert label.data_type == "s"
     assert label.value == "'" + scenario.links[0].label
     assert workbook["Liens"]["E2"].value == 2
+    assert workbook["Liens"]["D1"].value == "Type"
+    assert workbook["Liens"]["D2"].value == rows[1][3]
     assert client.get(f"{base}.pdf").status_code == 404
 
 
