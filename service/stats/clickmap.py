@@ -3,7 +3,7 @@ clicks. Shown in the same sandboxed iframe as the editor's preview."""
 
 import html
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 from emails import compile_variant
 from emails.render import resolve
@@ -21,10 +21,13 @@ BADGE = (
 
 
 def click_map(
-    issue: Issue, config: Config, clicks: Mapping[int, tuple[int, int | None]], label: str
+    issue: Issue,
+    config: Config,
+    clicks: Mapping[int, tuple[int, int | None]],
+    label: Callable[[int], str],
 ) -> str:
     """The issue's HTML with a badge after each link: ``clicks`` maps a link position to
-    (human clicks, unique clickers or None); ``label`` formats the badge (``%(clicks)s``)."""
+    (human clicks, unique clickers or None); ``label`` words a count (« 1 clic »)."""
     data = issue_data(issue, config=config)
     settings = render_settings(config, issue.id)
     variant = compile_variant(data, None)
@@ -40,7 +43,7 @@ def click_map(
         total, _unique = clicks.get(position, (0, None))
         badge = (
             f'<span data-link-position="{position}" data-clicks="{total}" '
-            f'style="{BADGE}">{html.escape(label % {"clicks": total})}</span>'
+            f'style="{BADGE}">{html.escape(label(total))}</span>'
         )
         return (
             f"{match.group(1)}{html.escape(url)}{match.group(4)}{match.group(5)}"

@@ -16,7 +16,7 @@ from flask import (
     url_for,
 )
 from flask.typing import ResponseReturnValue
-from flask_babel import format_datetime, format_percent
+from flask_babel import format_datetime, format_decimal, format_percent, ngettext
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from flask_login import current_user
@@ -177,7 +177,9 @@ def clicks_map(issue_id: int) -> ResponseReturnValue:
             issue,
             current_app.extensions["lettrine_config"],
             clicks,
-            _("%(clicks)s clics"),
+            lambda count: ngettext(
+                "%(clicks)s clic", "%(clicks)s clics", count, clicks=format_decimal(count)
+            ),
         )
     except (RenderError, BlockValidationError) as error:
         return Response(str(error), status=422, mimetype="text/plain")

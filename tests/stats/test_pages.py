@@ -158,12 +158,15 @@ def test_click_map_annotates_links(
         position=0,
         data={
             "title": None,
-            "html": '<p><a href="https://www.agence.example.org/atelier">Atelier</a> et '
-            '<a href="https://www.agence.example.org/guide">guide</a></p>',
+            "html": '<p><a href="https://www.agence.example.org/atelier">Atelier</a>, '
+            '<a href="https://www.agence.example.org/guide">guide</a> et '
+            '<a href="https://www.agence.example.org/note">note</a></p>',
         },
     )
     first = LinkFactory(issue_id=issue.id, block_id=block.id, position=0)
-    LinkFactory(issue_id=issue.id, block_id=block.id, position=1)
+    second = LinkFactory(issue_id=issue.id, block_id=block.id, position=1)
+    LinkFactory(issue_id=issue.id, block_id=block.id, position=2)
+    hit(issue, EventKind.CLICK, None, second)
     for _ in range(3):
         hit(issue, EventKind.CLICK, None, first)
     hit(issue, EventKind.CLICK, None, first, machine=True)
@@ -173,7 +176,10 @@ def test_click_map_annotates_links(
     assert "sandbox" in response.headers["Content-Security-Policy"]
     page = response.get_data(as_text=True)
     assert 'data-link-position="0" data-clicks="3"' in page
-    assert 'data-link-position="1" data-clicks="0"' in page
+    assert 'data-link-position="1" data-clicks="1"' in page
+    assert 'data-link-position="2" data-clicks="0"' in page
+    assert re.search(r'data-link-position="0"[^>]*>3 clics<', page)
+    assert re.search(r'data-link-position="1"[^>]*>1 clic<', page)
     assert 'href="https://www.agence.example.org/atelier"' in page
     dashboard = client.get(f"/statistiques/numeros/{issue.id}").get_data(as_text=True)
     assert f'src="/statistiques/numeros/{issue.id}/carte"' in dashboard
