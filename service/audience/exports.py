@@ -26,7 +26,8 @@ FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
 _ILLEGAL_XML = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f]")
 YIELD_PER = 1000
 CHUNK = 1 << 16
-CSV_MIMETYPE = "text/csv; charset=utf-8"
+# Werkzeug adds « ; charset=utf-8 » to a text/* mimetype itself.
+CSV_MIMETYPE = "text/csv"
 XLSX_MIMETYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 
 

@@ -136,6 +136,7 @@ def test_csv_export_is_defused_and_audited(client: FlaskClient, db_session: Sess
     SubscriberFactory(email="autre@lens.fr")
     response = client.get(f"/abonnes/import/export/abonnes.csv?segment={segment.id}")
     assert response.status_code == 200
+    assert response.headers["Content-Type"] == "text/csv; charset=utf-8"
     assert 'filename="abonnes-elus.csv"' in response.headers["Content-Disposition"]
     data = response.data
     assert data.startswith(b"\xef\xbb\xbf")

@@ -109,7 +109,7 @@ def test_exports_are_defused(client: FlaskClient, db_session: Session, scenario:
     base = f"/statistiques/numeros/{scenario.issue.id}/export"
     response = client.get(f"{base}.csv?tableau=liens")
     assert response.status_code == 200
-    assert response.mimetype == "text/csv"
+    assert response.headers["Content-Type"] == "text/csv; charset=utf-8"
     rows = list(csv.reader(io.StringIO(response.get_data().decode("utf-8-sig")), delimiter=";"))
     assert rows[1][1] == "'" + scenario.links[0].label
     assert rows[1][4] == "2"
