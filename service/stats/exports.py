@@ -5,6 +5,7 @@ from dataclasses import dataclass
 from typing import IO
 
 from flask_babel import gettext as _
+from flask_babel import to_user_timezone
 from openpyxl import Workbook
 
 from service.audience.exports import (
@@ -90,7 +91,7 @@ def tables(stats: IssueStats) -> dict[str, Table]:
     ]
     series: list[list[Cell]] = [
         [
-            point.start.isoformat(),
+            to_user_timezone(point.start).strftime("%Y-%m-%d %H:%M"),
             _("heure") if point.hourly else _("jour"),
             point.human_opens,
             point.human_clicks,
@@ -135,7 +136,7 @@ def tables(stats: IssueStats) -> dict[str, Table]:
         "chronologie": Table(
             _("Chronologie"),
             [
-                _("Début (UTC)"),
+                _("Début (heure de Paris)"),
                 _("Pas"),
                 _("Ouvertures humaines"),
                 _("Clics humains"),

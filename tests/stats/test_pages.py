@@ -197,3 +197,15 @@ def test_reachable_from_the_issue_pages(client: FlaskClient, scenario: Scenario)
     link = f'href="/statistiques/numeros/{scenario.issue.id}"'
     assert link in client.get(f"/numeros/{scenario.issue.id}").get_data(as_text=True)
     assert link in client.get("/numeros/").get_data(as_text=True)
+
+
+def test_timeline_export_is_in_paris_time(client: FlaskClient, scenario: Scenario) -> None:
+    as_role(client, Role.ANALYST)
+    base = f"/statistiques/numeros/{scenario.issue.id}/export"
+    body = client.get(f"{base}.csv?tableau=chronologie").get_data().decode("utf-8-sig")
+    rows = list(csv.reader(io.StringIO(body), delimiter=";"))
+    assert rows[0][0] == "Début (heure de Paris)"
+    # The series starts with the sending, 08:00 UTC on 2 March 2026: 09:00 in Paris (CET).
+    assert rows[1][0] == "2026-03-02 09:00"
+    workbook = load_workbook(io.BytesIO(client.get(f"{base}.xlsx").get_data()))
+    assert workbook["Chronologie"]["A2"].value == "2026-03-02 09:00"
