@@ -268,5 +268,6 @@ def report(issue_id: int) -> ResponseReturnValue:
     """One printable page for elected officials."""
     issue = _issue(issue_id)
     stats = services.issue_stats(Session(), issue)
-    top = sorted(stats.links, key=lambda row: row.clicks, reverse=True)[:5]
+    # Links nobody clicked are not « the most read »: with few clicks the list is shorter.
+    top = sorted((r for r in stats.links if r.clicks), key=lambda r: r.clicks, reverse=True)[:5]
     return render_template("stats/report.html", issue=issue, stats=stats, top=top, now=utcnow())

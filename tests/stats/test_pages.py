@@ -128,6 +128,7 @@ def test_exports_are_defused(client: FlaskClient, db_session: Session, scenario:
 
 
 def test_printable_report(client: FlaskClient, scenario: Scenario) -> None:
+    LinkFactory(issue_id=scenario.issue.id, position=9, label="Jamais cliqué")
     as_role(client, Role.ANALYST)
     response = client.get(f"/statistiques/numeros/{scenario.issue.id}/rapport")
     page = response.get_data(as_text=True)
@@ -135,6 +136,9 @@ def test_printable_report(client: FlaskClient, scenario: Scenario) -> None:
     assert "stats-report.css" in page
     assert "66,7 %" in page
     assert "<script" not in page
+    assert "Les contenus les plus consultés" in page
+    assert "Jamais cliqué" not in page  # a link with no click is not among the most read
+    assert '<link rel="icon" href="/static/favicon.svg"' in page  # no /favicon.ico request
 
 
 def test_trends_and_growth(client: FlaskClient, scenario: Scenario) -> None:
