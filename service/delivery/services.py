@@ -6,6 +6,7 @@ next message leaves, so a killed worker duplicates at most the one message it
 was sending. Redis only carries "there is work for issue N".
 """
 
+import contextlib
 import datetime as dt
 import logging
 import os
@@ -15,7 +16,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from redis.exceptions import RedisError
 from sqlalchemy import Engine, Update, bindparam, func, select, text, update
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
@@ -134,9 +137,11 @@ def start_due(session: Session) -> list[int]:
 
 
 def set_paused(session: Session, issue: Issue, user: User, *, paused: bool) -> None:
+    # Locked: a worker finishing the issue at the same moment waits, or is waited for.
+    session.refresh(issue, with_for_update=True)
     transition(issue, IssueStatus.PAUSED if paused else IssueStatus.SENDING)
-    if not paused:
-        issue.send_error = None
+    # Whatever held the sending (window, relay) is moot once a person paused or resumed it.
+    issue.send_error = None
     record(session, user.id, "issue.paused" if paused else "issue.resumed", "issue", issue.id)
     if not paused:
         _enqueue(session, issue.id, PARALLEL_TASKS)
@@ -144,12 +149,17 @@ def set_paused(session: Session, issue: Issue, user: User, *, paused: bool) -> N
 
 
 def cancel(session: Session, issue: Issue, user: User) -> int:
+    session.refresh(issue, with_for_update=True)
     transition(issue, IssueStatus.CANCELLED)
+    # Leased ones too: a worker holding them finds them no longer leased and skips them
+    # (the message on the wire at that instant records its real outcome).
     result = session.execute(
         update(Delivery)
         .where(
             Delivery.issue_id == issue.id,
-            Delivery.status.in_([DeliveryStatus.QUEUED, DeliveryStatus.DEFERRED]),
+            Delivery.status.in_(
+                [DeliveryStatus.QUEUED, DeliveryStatus.DEFERRED, DeliveryStatus.LEASED]
+            ),
         )
         .values(status=DeliveryStatus.CANCELLED, updated_at=utcnow())
     )
@@ -242,10 +252,12 @@ def send_batch(
     finally:
         ledger = session.info.pop(_LEDGER, None)
         if ledger is not None:
+            with contextlib.suppress(SQLAlchemyError):
+                ledger.execute(text("RESET synchronous_commit"))  # pooled: leave it as found
             ledger.close()
 
 
-def _send_batch(  # noqa: PLR0912 - each step of a message has its early exit
+def _send_batch(  # noqa: PLR0911, PLR0912, PLR0915 - a batch: each step of a message has its exit
     session: Session,
     issue_id: int,
     config: Config,
@@ -276,7 +288,7 @@ def _send_batch(  # noqa: PLR0912 - each step of a message has its early exit
     if session.get_bind().dialect.name == "postgresql":
         # Outcomes are committed one by one; a worker crash loses nothing committed, and
         # PostgreSQL need not wait for the disk on each of them.
-        session.execute(text("SET synchronous_commit = off"))
+        session.execute(text("SET LOCAL synchronous_commit = off"))
     rows = session.execute(
         select(Delivery, Subscriber)
         .join(Subscriber, Subscriber.id == Delivery.subscriber_id)
@@ -295,11 +307,30 @@ def _send_batch(  # noqa: PLR0912 - each step of a message has its early exit
         if subscriber.email in suppressed or subscriber.status is not SubscriberStatus.ACTIVE:
             _record(session, delivery, DeliveryStatus.CANCELLED, "adresse supprimée ou désinscrite")
             continue
-        message, bounces_to = _message(issue, config, signer, delivery, subscriber)
+        try:
+            message, bounces_to = _message(issue, config, signer, delivery, subscriber)
+        except Exception as error:
+            # (a template or signing error): it fails alone, with the reason, instead of
+            # failing its batch again and again.
+            log.exception("delivery %s: the message could not be built", delivery.id)
+            _record(
+                session, delivery, DeliveryStatus.FAILED, f"message impossible à préparer : {error}"
+            )
+            result.failed += 1
+            continue
         recipient_domain = subscriber.email.rpartition("@")[2]
-        if throttle is not None and _held_back(
-            session, delivery, recipient_domain, throttle, sleep
-        ):
+        try:
+            held = throttle is not None and _held_back(
+                session, delivery, recipient_domain, throttle, sleep
+            )
+        except RedisError as error:
+            # The shared rates are out of reach: nothing leaves unchecked; the batch goes
+            # back to the queue and the sweeper tries again.
+            _release(session, [d.id for d, _s in rows[position:]], owner)
+            _set_send_error(session, issue, f"Limites de débit indisponibles (Redis) : {error}")
+            result.stopped = True
+            return result
+        if held:
             result.deferred += 1
             continue
         try:
@@ -380,7 +411,7 @@ def _relay_down(
     with the reason shown. An unreachable relay is retried by the sweeper."""
     delivery.attempts -= 1
     session.commit()
-    _release(session, ids)
+    _release(session, ids, delivery.leased_by or "")
     message = str(error)
     if error.needs_operator:
         message += " L'envoi est en pause : corrigez la configuration puis reprenez."
@@ -477,16 +508,21 @@ def _deliver(  # noqa: PLR0911, PLR0917 - one return per outcome of one message 
 def _record(
     session: Session, delivery: Delivery, status: DeliveryStatus, reply: str
 ) -> DeliveryStatus:
+    owner = delivery.leased_by
     _stage(delivery, status=status, last_reply=reply[:500], lease_expires_at=None, leased_by=None)
     params = {
         "d_id": delivery.id,
+        "d_owner": owner,
         "d_status": status,
         "d_reply": delivery.last_reply,
         "d_sent_at": delivery.sent_at,
         "d_next": delivery.next_attempt_at,
         "d_now": utcnow(),
     }
-    _write(session, _RECORD, params)
+    if not _write(session, _RECORD, params):
+        log.warning(
+            "delivery %s: lease lost before its outcome (%s) was recorded", delivery.id, status
+        )
     if status is not DeliveryStatus.SENT and _LEDGER in session.info:
         session.commit()  # a hard bounce also suppressed the address and the subscriber
     return status
@@ -515,7 +551,13 @@ _TAKE = (
 )
 _RECORD = (
     update(Delivery)
-    .where(Delivery.id == bindparam("d_id"))
+    # Only a lease holder records: a worker that lost its lease must not overwrite
+    # the outcome the new holder wrote.
+    .where(
+        Delivery.id == bindparam("d_id"),
+        Delivery.status == DeliveryStatus.LEASED,
+        Delivery.leased_by == bindparam("d_owner"),
+    )
     .values(
         status=_column("d_status"),
         last_reply=bindparam("d_reply"),
@@ -589,7 +631,7 @@ def _stop_or_renew(  # noqa: PLR0917 - the state of a batch in flight
     else keep the lease on the rest."""
     session.refresh(issue, ["status"])
     if issue.status is not IssueStatus.SENDING or (closes and utcnow() >= closes):
-        _release(session, remaining)
+        _release(session, remaining, owner)
         return True
     _renew(session, remaining, owner, lease)
     return False
@@ -610,10 +652,14 @@ def _renew(session: Session, ids: list[int], owner: str, lease: dt.timedelta) ->
     session.commit()
 
 
-def _release(session: Session, ids: list[int]) -> None:
+def _release(session: Session, ids: list[int], owner: str) -> None:
     session.execute(
         update(Delivery)
-        .where(Delivery.id.in_(ids), Delivery.status == DeliveryStatus.LEASED)
+        .where(
+            Delivery.id.in_(ids),
+            Delivery.status == DeliveryStatus.LEASED,
+            Delivery.leased_by == owner,
+        )
         .values(status=DeliveryStatus.QUEUED, lease_expires_at=None, leased_by=None)
     )
     session.commit()
@@ -621,6 +667,9 @@ def _release(session: Session, ids: list[int]) -> None:
 
 def finish_if_done(session: Session, issue: Issue) -> bool:
     """The issue is sent when every delivery is terminal. Commits."""
+    # Locked first, then counted: an operator re-queuing unknown messages at the same
+    # moment (``resolve_unknown`` locks too) cannot be missed.
+    session.refresh(issue, with_for_update=True)
     open_count = session.scalar(
         select(func.count())
         .select_from(Delivery)
@@ -678,6 +727,7 @@ def resolve_unknown(
 ) -> int:
     """Use case: an operator checked the relay's logs. ``resend``: the messages did not
     leave, send them again (the issue goes back to sending); else they did: mark sent."""
+    session.refresh(issue, with_for_update=True)
     rows = list(
         session.scalars(
             select(Delivery).where(
@@ -717,21 +767,18 @@ def resolve_unknown(
 def pace(
     session: Session, issue_id: int, counts: dict[str, int]
 ) -> tuple[float, dt.datetime | None]:
-    """Messages per second over the last minute, and when the rest should be out."""
-    since = utcnow() - dt.timedelta(seconds=60)
-    recent = (
-        session.scalar(
-            select(func.count())
-            .select_from(Delivery)
-            .where(
-                Delivery.issue_id == issue_id,
-                Delivery.status == DeliveryStatus.SENT,
-                Delivery.sent_at >= since,
-            )
+    """Messages per second over the last minute (or since the first of them, when the
+    sending started or resumed less than a minute ago), and when the rest should be out."""
+    now = utcnow()
+    recent, first = session.execute(
+        select(func.count(), func.min(Delivery.sent_at)).where(
+            Delivery.issue_id == issue_id,
+            Delivery.status == DeliveryStatus.SENT,
+            Delivery.sent_at >= now - dt.timedelta(seconds=60),
         )
-        or 0
-    )
-    rate = recent / 60
+    ).one()
+    span = max(1.0, (now - first).total_seconds()) if first else 60.0
+    rate = recent / span
     remaining = counts["queued"] + counts["leased"] + counts["deferred"]
     if not rate or not remaining:
         return rate, None

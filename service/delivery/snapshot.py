@@ -57,6 +57,8 @@ def snapshot(session: Session, issue: Issue) -> int:
         literal(now, UTCDateTime),
         literal(now, UTCDateTime),
     ).where(Subscriber.status == SubscriberStatus.ACTIVE, audience)
+    # Deliveries numbered in subscriber order: claims (by id) then follow it.
+    rows = rows.order_by(Subscriber.id)
     columns = [
         "issue_id",
         "subscriber_id",
