@@ -6,7 +6,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import ConsoleMessage, expect
+from playwright.sync_api import ConsoleMessage, Page, expect
 from sqlalchemy import Engine
 
 from service.accounts.models import Role
@@ -65,3 +65,43 @@ def test_dashboard_renders_charts_without_errors(live: tuple[str, Scenario]) -> 
         frame = page.frame_locator('iframe[title="Carte des clics du numéro"]')
         expect(frame.locator("body")).to_contain_text("Bonjour")
         assert problems == []
+
+
+def _login(page: Page, base: str) -> None:
+    page.goto(f"{base}/login")
+    page.get_by_label("Adresse e-mail").fill("analyste@agence.example.org")
+    page.get_by_label("Mot de passe").fill(PASSWORD)
+    page.get_by_role("button", name="Se connecter").click()
+
+
+def test_trends_fit_a_1280_screen_and_charts_speak_french(live: tuple[str, Scenario]) -> None:
+    base, scenario = live
+    with chromium() as browser:
+        page = browser.new_page(viewport={"width": 1280, "height": 800})
+        page.set_default_timeout(10_000)
+        _login(page, base)
+        page.goto(f"{base}/statistiques/")
+        expect(page.locator("#chart-trends")).to_have_attribute("data-rendered", "2")
+        region = page.locator('[data-table-wrapper="trends"]')
+        widths = region.evaluate("w => [w.scrollWidth, w.clientWidth]")
+        # Every column of the trends table is visible without scrolling at 1280 px...
+        assert widths[0] <= widths[1], widths
+        # ... and on a narrower screen its wrapper scrolls and takes the keyboard focus.
+        assert region.get_attribute("tabindex") == "0"
+        assert region.get_attribute("role") == "region"
+        expect(region).to_have_accessible_name(re.compile("Évolution"))
+        ticks = page.locator("#chart-trends").evaluate(
+            "c => Chart.getChart(c).scales.y.ticks.map(t => t.label)"
+        )
+        assert ticks and all(t.endswith("\u00a0%") for t in ticks), ticks
+        tooltip = page.locator("#chart-trends").evaluate(
+            "c => Chart.getChart(c).options.plugins.tooltip.callbacks.label("
+            "{dataset: {label: 'Taux'}, parsed: {y: 66.7}})"
+        )
+        assert tooltip == "Taux : 66,7\u00a0%"
+        page.goto(f"{base}/statistiques/numeros/{scenario.issue.id}")
+        expect(page.locator("#chart-time")).to_have_attribute("data-rendered", "3")
+        ticks = page.locator("#chart-time").evaluate(
+            "c => Chart.getChart(c).scales.y.ticks.map(t => t.label)"
+        )
+        assert ticks and all(re.fullmatch(r"\d+", t.replace("\u202f", "")) for t in ticks), ticks
