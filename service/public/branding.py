@@ -22,6 +22,7 @@ class Brand:
     on_color: str  # text colour readable on ``color``
     link_color: str  # ``color`` when it reads on white, else the default blue
     logo_path: str | None
+    contact: str | None = None  # where readers write: the reply-to, else the sender address
 
 
 def _luminance(color: str) -> float:
@@ -55,4 +56,5 @@ def current_brand(session: Session) -> Brand:
         on_color=on_color,
         link_color=color.lower() if contrast(color, "#ffffff") >= 4.5 else DEFAULT_COLOR,
         logo_path=public_path(logo) if logo is not None else None,
+        contact=newsletter.reply_to or newsletter.sender_email or None,
     )

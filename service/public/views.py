@@ -1,8 +1,11 @@
 """Public pages: no login. Everything here answers for anyone on the internet."""
 
 import logging
+import unicodedata
+from collections.abc import Callable
 from functools import partial
 from typing import Any
+from urllib.parse import quote
 
 from flask import (
     Blueprint,
@@ -58,9 +61,35 @@ def event_ics(token: str) -> ResponseReturnValue:
         body,
         mimetype="text/calendar",
         headers={
-            "Content-Disposition": 'attachment; filename="evenement.ics"',
+            "Content-Disposition": ics_disposition(str(event.get("title") or "")),
             "Cache-Control": "public, max-age=300",
         },
+    )
+
+
+_LIGATURES = str.maketrans({"œ": "oe", "æ": "ae"})  # letters NFKD does not decompose
+
+
+def ics_disposition(title: str) -> str:
+    """An attachment named after the event: « atelier-a-lievin.ics » for old clients
+    (``filename``, ASCII), « atelier-à-liévin.ics » for the others (RFC 6266 / 5987
+    ``filename*``). Only letters, digits and dashes: nothing a file system refuses."""
+
+    def slug(text: str, keep: Callable[[str], bool]) -> str:
+        words = "".join(c if keep(c) else " " for c in text.casefold()).split()
+        return "-".join(words)[:60].strip("-")
+
+    plain = unicodedata.normalize("NFKD", title.casefold().translate(_LIGATURES))
+    ascii_name = slug(
+        "".join(c for c in plain if not unicodedata.combining(c)),
+        lambda c: c.isascii() and c.isalnum(),
+    )
+    unicode_name = slug(unicodedata.normalize("NFC", title), str.isalnum)
+    ascii_name = ascii_name or "evenement"
+    unicode_name = unicode_name or ascii_name
+    return (
+        f'attachment; filename="{ascii_name}.ics"; '
+        f"filename*=UTF-8''{quote(unicode_name + '.ics', safe='')}"
     )
 
 

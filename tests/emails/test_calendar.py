@@ -12,6 +12,7 @@ from emails.calendar import calendar
 from emails.formatting import event_when, format_label, french_size, french_time, parse_local
 from service.issues.models import Block, Issue
 from service.issues.services import validated_block_data
+from service.public.views import ics_disposition
 
 STAMP = dt.datetime(2026, 11, 25, 12, 0, tzinfo=dt.UTC)
 
@@ -50,7 +51,11 @@ def test_public_ics_link(
     response = client.get(urlsplit(url).path)
     assert response.status_code == 200
     assert response.mimetype == "text/calendar"
-    assert 'filename="evenement.ics"' in response.headers["Content-Disposition"]
+    # Named after the event (demo: « Commerce de demain : innover par les services… »).
+    assert response.headers["Content-Disposition"] == (
+        'attachment; filename="commerce-de-demain-innover-par-les-services-en-centre-ville.ics"; '
+        "filename*=UTF-8''commerce-de-demain-innover-par-les-services-en-centre-ville.ics"
+    )
     (vevent,) = icalendar.Calendar.from_ical(response.data).walk("VEVENT")
     assert str(vevent["UID"]) == event["uid"]
     assert int(vevent["SEQUENCE"]) == 0
@@ -94,3 +99,15 @@ def test_french_formats() -> None:
     assert format_label("pdf", 2_400_000) == "PDF, 2,4 Mo"
     assert format_label("html", None) == "HTML"
     assert format_label(None, None) is None
+
+
+def test_ics_file_name_is_the_event_title_safe_for_any_client() -> None:
+    disposition = ics_disposition("Plénière à Lens / « Œuvres » \r\nBcc: x")
+    assert disposition == (
+        'attachment; filename="pleniere-a-lens-oeuvres-bcc-x.ics"; '
+        "filename*=UTF-8''pl%C3%A9ni%C3%A8re-%C3%A0-lens-%C5%93uvres-bcc-x.ics"
+    )
+    assert disposition.isascii()
+    assert ics_disposition("« ! »") == (
+        "attachment; filename=\"evenement.ics\"; filename*=UTF-8''evenement.ics"
+    )

@@ -16,6 +16,7 @@ from service.audience.models import (
     SuppressionReason,
 )
 from service.audit.services import history
+from service.newsletters.models import Newsletter
 from service.tracking.models import Event, EventKind
 from tests.factories import DeliveryFactory, MembershipFactory, SubscriberFactory
 from tests.public.conftest import Audience, delivery_tokens, messages, subscribe, tamper, text
@@ -175,3 +176,21 @@ def test_unsubscribed_address_cannot_be_subscribed_again_by_the_form(
     assert response.status_code == 200
     assert messages(mail_sink) == []
     assert _subscriber(db_session, recipient.subscriber_id).status is SubscriberStatus.UNSUBSCRIBED
+
+
+def test_the_unsubscribed_page_says_where_to_write(
+    provider: FlaskClient, db_session: Session, recipient: Recipient, audience: Audience
+) -> None:
+    # No reply-to: the sender's address.
+    response = provider.post(recipient.path, data=ONE_CLICK)
+    page = text(response)
+    assert "Vous avez changé d'avis ? Écrivez à Agence d'urbanisme de l'Artois" in page
+    assert '<a href="mailto:lettre@agence.example.org">lettre@agence.example.org</a>' in (
+        response.get_data(as_text=True)
+    )
+    newsletter = db_session.scalars(select(Newsletter).order_by(Newsletter.id)).first()
+    assert newsletter is not None
+    newsletter.reply_to = "contact@aula.example.org"
+    db_session.commit()
+    again = provider.post(recipient.path, data=ONE_CLICK).get_data(as_text=True)
+    assert '<a href="mailto:contact@aula.example.org">contact@aula.example.org</a>' in again
