@@ -250,6 +250,7 @@ def send_batch(
             sleep=sleep,
         )
     finally:
+        _flush(session)
         ledger = session.info.pop(_LEDGER, None)
         if ledger is not None:
             with contextlib.suppress(SQLAlchemyError):
@@ -459,9 +460,7 @@ def _take(session: Session, delivery: Delivery, owner: str) -> bool:
     # Never hold a database transaction across network I/O: the attempt is on record
     # before the message leaves, and in embedded mode the dev outbox, which receives it,
     # writes to the same SQLite file.
-    taken = _write(
-        session, _TAKE, {"d_id": delivery.id, "d_owner": owner, "d_message_id": delivery.message_id}
-    )
+    taken = _write(session, _TAKE, {"d_id": delivery.id, "d_owner": owner})
     if taken != 1:
         return False
     set_committed_value(delivery, "attempts", delivery.attempts + 1)
@@ -513,12 +512,18 @@ def _record(
     params = {
         "d_id": delivery.id,
         "d_owner": owner,
+        "d_message_id": delivery.message_id,
         "d_status": status,
         "d_reply": delivery.last_reply,
         "d_sent_at": delivery.sent_at,
         "d_next": delivery.next_attempt_at,
         "d_now": utcnow(),
     }
+    if status is DeliveryStatus.SENT and _LEDGER in session.info:
+        # Written with the next message's attempt, in one round trip, before that message
+        # leaves (or by ``_flush`` at any other write and at the end of the batch).
+        session.info[_PENDING] = params
+        return status
     if not _write(session, _RECORD, params):
         log.warning(
             "delivery %s: lease lost before its outcome (%s) was recorded", delivery.id, status
@@ -533,6 +538,25 @@ def _record(
 # BEGIN or COMMIT: at 1,000 msg/s they were most of a worker's time), and never a
 # transaction open while a message is on the wire.
 _LEDGER = "lettrine.delivery.ledger"
+_PENDING = "lettrine.delivery.pending_outcome"
+# The outcome of the message just sent and the attempt of the next, in one statement.
+_RECORD_AND_TAKE = text(
+    "WITH done AS ("
+    " UPDATE deliveries SET status = :r_status, last_reply = :r_reply,"
+    " lease_expires_at = NULL, leased_by = NULL, message_id = :r_message_id,"
+    " sent_at = :r_sent_at, next_attempt_at = :r_next, updated_at = :r_now"
+    " WHERE id = :r_id AND status = 'leased' AND leased_by = :r_owner RETURNING id)"
+    " UPDATE deliveries SET attempts = attempts + 1"
+    " WHERE id = :d_id AND status = 'leased' AND leased_by = :d_owner"
+)
+
+
+def _flush(session: Session) -> None:
+    """Write the outcome waiting for the next attempt, if any (before anything else)."""
+    params = session.info.pop(_PENDING, None)
+    ledger = session.info.get(_LEDGER)
+    if params is not None and ledger is not None:
+        ledger.execute(_RECORD, params)
 
 
 def _column(name: str) -> Any:
@@ -547,7 +571,8 @@ _TAKE = (
         Delivery.status == DeliveryStatus.LEASED,
         Delivery.leased_by == bindparam("d_owner"),
     )
-    .values(attempts=Delivery.attempts + 1, message_id=_column("d_message_id"))
+    # Only the attempt counter (no indexed column: a cheap in-place update).
+    .values(attempts=Delivery.attempts + 1)
 )
 _RECORD = (
     update(Delivery)
@@ -563,6 +588,7 @@ _RECORD = (
         last_reply=bindparam("d_reply"),
         lease_expires_at=None,
         leased_by=None,
+        message_id=bindparam("d_message_id"),
         sent_at=bindparam("d_sent_at", type_=Delivery.__table__.c.sent_at.type),
         next_attempt_at=bindparam("d_next", type_=Delivery.__table__.c.next_attempt_at.type),
         updated_at=bindparam("d_now", type_=Delivery.__table__.c.updated_at.type),
@@ -596,7 +622,14 @@ def _write(session: Session, statement: Update, params: dict[str, Any]) -> int:
     else:
         if session.in_transaction():
             session.commit()  # what the batch read: nothing is held across SMTP
-        result = ledger.execute(statement, params)
+        pending = session.info.pop(_PENDING, None)
+        if pending is not None and statement is _TAKE:
+            merged = {f"r_{k[2:]}": v for k, v in pending.items()} | params
+            result = ledger.execute(_RECORD_AND_TAKE, merged)
+        else:
+            if pending is not None:
+                ledger.execute(_RECORD, pending)
+            result = ledger.execute(statement, params)
     return int(getattr(result, "rowcount", 1))
 
 
@@ -629,6 +662,7 @@ def _stop_or_renew(  # noqa: PLR0917 - the state of a batch in flight
 ) -> bool:
     """Twice a second: paused, cancelled or out of the window → give the rest back;
     else keep the lease on the rest."""
+    _flush(session)
     session.refresh(issue, ["status"])
     if issue.status is not IssueStatus.SENDING or (closes and utcnow() >= closes):
         _release(session, remaining, owner)
@@ -653,6 +687,7 @@ def _renew(session: Session, ids: list[int], owner: str, lease: dt.timedelta) ->
 
 
 def _release(session: Session, ids: list[int], owner: str) -> None:
+    _flush(session)  # the message just sent must not go back to the queue
     session.execute(
         update(Delivery)
         .where(

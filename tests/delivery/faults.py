@@ -72,8 +72,8 @@ class Counting:
         return missing, sum(n - 1 for n in self.received.values())
 
 
-def seed(engine: Engine) -> int:
-    """An approved issue to a segment of RECIPIENTS subscribers (set-based insert)."""
+def seed(engine: Engine, recipients: int = RECIPIENTS) -> int:
+    """An approved issue to a segment of ``recipients`` subscribers (set-based insert)."""
     with OrmSession(engine) as session:
         newsletter = Newsletter(
             slug="lettre",
@@ -103,7 +103,7 @@ def seed(engine: Engine) -> int:
                 "updated_at) SELECT 'r' || n || '@commune' || (n % 50) || '.example.fr', "
                 "'active', 'fr', '{}', now(), now() FROM generate_series(0, :last) AS n"
             ),
-            {"last": RECIPIENTS - 1},
+            {"last": recipients - 1},
         )
         session.execute(
             text(
