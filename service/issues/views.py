@@ -39,6 +39,7 @@ from service.accounts.models import Role, User
 from service.accounts.permissions import ALL_STAFF, roles_required
 from service.assets import services as assets
 from service.audience.models import Segment
+from service.audit.labels import actor_name, audit_label
 from service.audit.models import AuditEntry
 from service.audit.services import history
 from service.db import Session, utcnow
@@ -81,27 +82,13 @@ STATUS_LABELS = {
     IssueStatus.SENT: _l("Envoyé"),
     IssueStatus.CANCELLED: _l("Annulé"),
 }
-AUDIT_LABELS = {
-    "issue.created": _l("a créé le numéro"),
-    "issue.duplicated": _l("a créé ce numéro en dupliquant un autre"),
-    "issue.settings_saved": _l("a modifié les réglages"),
-    "issue.back_to_draft": _l("a modifié le numéro, qui repasse en brouillon"),
-    "block.added": _l("a ajouté un bloc"),
-    "block.saved": _l("a modifié un bloc"),
-    "block.reordered": _l("a réordonné les blocs"),
-    "block.deleted": _l("a supprimé un bloc"),
-    "issue.test_sent": _l("a envoyé un test"),
-    "issue.submitted": _l("a soumis le numéro pour relecture"),
-    "issue.approved": _l("a approuvé le numéro"),
-    "issue.sent_back": _l("a renvoyé le numéro au rédacteur"),
-}
 
 
 @bp.app_context_processor
 def _labels() -> dict[str, Any]:
     return {
         "status_label": lambda status: STATUS_LABELS[IssueStatus(status)],
-        "audit_label": lambda action: AUDIT_LABELS.get(action, action),
+        "audit_label": audit_label,
     }
 
 
@@ -245,7 +232,7 @@ def _last_comment(issue: Issue) -> tuple[AuditEntry, str] | None:
 def _history(issue: Issue) -> list[tuple[AuditEntry, str]]:
     entries = history(Session(), "issue", issue.id)
     names = {u.id: u.name for u in Session.scalars(select(User))}
-    return [(entry, names.get(entry.actor_id or 0, "—")) for entry in reversed(entries)]
+    return [(entry, actor_name(entry.actor_id, names)) for entry in reversed(entries)]
 
 
 @bp.route("/<int:issue_id>")

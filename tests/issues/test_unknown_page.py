@@ -9,6 +9,7 @@ from sqlalchemy.orm import Session
 
 from service.accounts.models import Role
 from service.audit.models import AuditEntry
+from service.audit.services import record
 from service.delivery.models import Delivery, DeliveryStatus
 from service.issues.models import Issue, IssueStatus
 from tests.factories import DeliveryFactory, IssueFactory, SubscriberFactory, UserFactory
@@ -116,3 +117,24 @@ def test_the_send_form_warns_when_the_window_is_closed(
     fresh.newsletter.send_window_start = fresh.newsletter.send_window_end = None
     db_session.commit()
     assert "Hors de la plage" not in client.get(f"/numeros/{issue.id}").get_data(as_text=True)
+
+
+def test_the_history_speaks_french(client: FlaskClient, db_session: Session) -> None:
+    issue, unknown = _sent_issue_with_unknowns(db_session)
+    record(db_session, None, "issue.sent", "issue", issue.id)
+    db_session.commit()
+    _publisher(client)
+    url = f"/numeros/{issue.id}/inconnus"
+    client.post(
+        url,
+        data={
+            "csrf_token": csrf_token(client, url),
+            "version": issue.version,
+            "action": "renvoyer",
+            "delivery": [unknown[0].id],
+        },
+    )
+    page = client.get(f"/numeros/{issue.id}").get_data(as_text=True)
+    assert "issue.sent" not in page
+    assert "delivery.unknown_resent" not in page
+    assert "Lettrine" in page  # the actor of what the system did
