@@ -3,7 +3,9 @@
 import email
 import email.policy
 from collections.abc import Iterator
-from typing import Any
+from contextlib import contextmanager
+from dataclasses import replace
+from typing import Any, TypeVar
 
 import pytest
 from aiosmtpd.controller import Controller
@@ -36,6 +38,8 @@ from tests.factories import (
     UserFactory,
 )
 
+Handler = TypeVar("Handler")
+
 
 class Receiver:
     """A real SMTP server with a receiver's moods: some addresses refused, some delayed."""
@@ -58,17 +62,23 @@ class Receiver:
         return "250 2.0.0 Accepte"
 
 
-@pytest.fixture
-def receiver(app: Flask) -> Iterator[tuple[Receiver, Config]]:
-    handler = Receiver()
+@contextmanager
+def serving(app: Flask, handler: Handler) -> Iterator[tuple[Handler, Config]]:
+    """A real SMTP server with ``handler``'s moods; the app's config points at it."""
     controller = Controller(handler, hostname="127.0.0.1", port=free_port())
     controller.start()
-    from dataclasses import replace  # noqa: PLC0415
-
     config = replace(app.extensions["lettrine_config"], smtp_port=controller.port)
     app.extensions["lettrine_config"] = config
-    yield handler, config
-    controller.stop()
+    try:
+        yield handler, config
+    finally:
+        controller.stop()
+
+
+@pytest.fixture
+def receiver(app: Flask) -> Iterator[tuple[Receiver, Config]]:
+    with serving(app, Receiver()) as served:
+        yield served
 
 
 def _approved_issue(db_session: Session, *segments: Segment) -> Issue:

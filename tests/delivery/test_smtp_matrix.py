@@ -25,7 +25,7 @@ from service.delivery.models import Delivery, DeliveryStatus
 from service.delivery.sender import SmtpSender
 from service.issues.models import Issue, IssueStatus
 from tests.conftest import free_port
-from tests.delivery.test_sending import _approved_issue
+from tests.delivery.test_sending import _approved_issue, serving
 from tests.factories import MembershipFactory, SegmentFactory, SubscriberFactory, UserFactory
 
 SLOW = 1.5  # seconds the slow server waits; the sender's timeout is below it
@@ -70,13 +70,8 @@ class Moods:
 
 @pytest.fixture
 def moody(app: Flask) -> Iterator[tuple[Moods, Config]]:
-    handler = Moods()
-    controller = Controller(handler, hostname="127.0.0.1", port=free_port())
-    controller.start()
-    config = replace(app.extensions["lettrine_config"], smtp_port=controller.port)
-    app.extensions["lettrine_config"] = config
-    yield handler, config
-    controller.stop()
+    with serving(app, Moods()) as served:
+        yield served
 
 
 def _statuses(db_session: Session) -> dict[str, tuple[DeliveryStatus, int, str]]:

@@ -10,20 +10,13 @@ from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session as OrmSession
 
 from service import create_app
-from service.accounts.models import Role, User
-from service.audience.models import (
-    Membership,
-    MembershipStatus,
-    Segment,
-    Subscriber,
-    SubscriberStatus,
-)
+from service.accounts.models import User
 from service.db import Session
 from service.delivery import services
 from service.delivery.models import Delivery, DeliveryStatus
-from service.issues.models import Block, Issue, IssueStatus
-from service.newsletters.models import Newsletter
+from service.issues.models import Issue, IssueStatus
 from tests.conftest import TEST_REDIS_URL, _Collect, free_port, make_config
+from tests.delivery.faults import seed
 from tests.processes import start_worker, truncate_all, worker_env
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -31,47 +24,8 @@ pytestmark = [pytest.mark.slow, pytest.mark.postgres_only]
 RECIPIENTS = 30
 
 
-def _seed(engine: Engine) -> int:
-    with OrmSession(engine) as session:
-        newsletter = Newsletter(
-            slug="lettre",
-            name="La Lettre",
-            sender_name="AULA",
-            sender_email="lettre@aula.example.org",
-            postal_address="Béthune",
-        )
-        segment = Segment(slug="elus", name="Élus")
-        user = User(
-            email="direction@aula.example.org",
-            name="Direction",
-            role=Role.PUBLISHER,
-            password_hash="!",
-        )
-        issue = Issue(
-            newsletter=newsletter,
-            number=1,
-            title="Numéro 1",
-            subject="Numéro 1",
-            status=IssueStatus.APPROVED,
-            segments=[segment],
-        )
-        issue.blocks.append(
-            Block(position=0, kind="text", data={"title": None, "html": "<p>Bonjour</p>"})
-        )
-        session.add_all([newsletter, segment, user, issue])
-        for n in range(RECIPIENTS):
-            subscriber = Subscriber(
-                email=f"elu{n}@ternois.example.fr", status=SubscriberStatus.ACTIVE
-            )
-            session.add(
-                Membership(subscriber=subscriber, segment=segment, status=MembershipStatus.ACTIVE)
-            )
-        session.commit()
-        return issue.id
-
-
 def test_a_worker_sends_the_whole_issue(engine: Engine, database_url: str, tmp_path: Path) -> None:
-    issue_id = _seed(engine)
+    issue_id = seed(engine, RECIPIENTS)
     sink = _Collect()
     smtp = Controller(sink, hostname="127.0.0.1", port=free_port())
     smtp.start()
@@ -112,7 +66,7 @@ def test_a_worker_sends_the_whole_issue(engine: Engine, database_url: str, tmp_p
             statuses = list(check.scalars(select(Delivery.status)))
         assert statuses == [DeliveryStatus.SENT] * RECIPIENTS
         received = sorted(rcpt[0] for _from, rcpt, _raw in sink.messages)
-        assert received == sorted(f"elu{n}@ternois.example.fr" for n in range(RECIPIENTS))
+        assert received == sorted(f"r{n}@commune{n % 50}.example.fr" for n in range(RECIPIENTS))
     finally:
         worker.terminate()
         worker.wait(timeout=30)
