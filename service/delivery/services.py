@@ -564,25 +564,22 @@ def _column(name: str) -> Any:
 
 
 # The two writes of each message, built once (no statement to build and hash each time).
+# Both only while the lease is the writer's: a worker that lost its lease must neither
+# send (attempt) nor overwrite the outcome the new holder wrote.
+_HELD = (
+    Delivery.id == bindparam("d_id"),
+    Delivery.status == DeliveryStatus.LEASED,
+    Delivery.leased_by == bindparam("d_owner"),
+)
 _TAKE = (
     update(Delivery)
-    .where(
-        Delivery.id == bindparam("d_id"),
-        Delivery.status == DeliveryStatus.LEASED,
-        Delivery.leased_by == bindparam("d_owner"),
-    )
+    .where(*_HELD)
     # Only the attempt counter (no indexed column: a cheap in-place update).
     .values(attempts=Delivery.attempts + 1)
 )
 _RECORD = (
     update(Delivery)
-    # Only a lease holder records: a worker that lost its lease must not overwrite
-    # the outcome the new holder wrote.
-    .where(
-        Delivery.id == bindparam("d_id"),
-        Delivery.status == DeliveryStatus.LEASED,
-        Delivery.leased_by == bindparam("d_owner"),
-    )
+    .where(*_HELD)
     .values(
         status=_column("d_status"),
         last_reply=bindparam("d_reply"),
