@@ -151,15 +151,14 @@ def set_paused(session: Session, issue: Issue, user: User, *, paused: bool) -> N
 def cancel(session: Session, issue: Issue, user: User) -> int:
     session.refresh(issue, with_for_update=True)
     transition(issue, IssueStatus.CANCELLED)
-    # Leased ones too: a worker holding them finds them no longer leased and skips them
-    # (the message on the wire at that instant records its real outcome).
+    # Leased ones are cancelled by their worker within half a second (``_stop_or_renew``),
+    # so that the message on the wire at that instant records its real outcome; the
+    # sweeper cancels what a dead worker left.
     result = session.execute(
         update(Delivery)
         .where(
             Delivery.issue_id == issue.id,
-            Delivery.status.in_(
-                [DeliveryStatus.QUEUED, DeliveryStatus.DEFERRED, DeliveryStatus.LEASED]
-            ),
+            Delivery.status.in_([DeliveryStatus.QUEUED, DeliveryStatus.DEFERRED]),
         )
         .values(status=DeliveryStatus.CANCELLED, updated_at=utcnow())
     )
@@ -662,7 +661,8 @@ def _stop_or_renew(  # noqa: PLR0917 - the state of a batch in flight
     _flush(session)
     session.refresh(issue, ["status"])
     if issue.status is not IssueStatus.SENDING or (closes and utcnow() >= closes):
-        _release(session, remaining, owner)
+        cancelled = issue.status is IssueStatus.CANCELLED
+        _release(session, remaining, owner, to=DeliveryStatus.CANCELLED if cancelled else None)
         return True
     _renew(session, remaining, owner, lease)
     return False
@@ -683,7 +683,10 @@ def _renew(session: Session, ids: list[int], owner: str, lease: dt.timedelta) ->
     session.commit()
 
 
-def _release(session: Session, ids: list[int], owner: str) -> None:
+def _release(
+    session: Session, ids: list[int], owner: str, *, to: DeliveryStatus | None = None
+) -> None:
+    """Give the batch's remaining messages back to the queue (or cancel them)."""
     _flush(session)  # the message just sent must not go back to the queue
     session.execute(
         update(Delivery)
@@ -692,7 +695,7 @@ def _release(session: Session, ids: list[int], owner: str) -> None:
             Delivery.status == DeliveryStatus.LEASED,
             Delivery.leased_by == owner,
         )
-        .values(status=DeliveryStatus.QUEUED, lease_expires_at=None, leased_by=None)
+        .values(status=to or DeliveryStatus.QUEUED, lease_expires_at=None, leased_by=None)
     )
     session.commit()
 
@@ -724,6 +727,16 @@ def sweep(session: Session) -> dict[str, int]:
         update(Delivery)
         .where(Delivery.status == DeliveryStatus.LEASED, Delivery.lease_expires_at < now)
         .values(status=DeliveryStatus.QUEUED, lease_expires_at=None, leased_by=None)
+    )
+    # What a cancelled issue still had open (a message deferred while it was on the
+    # wire, a dead worker's lease that just expired) is cancelled too.
+    session.execute(
+        update(Delivery)
+        .where(
+            Delivery.status.in_([DeliveryStatus.QUEUED, DeliveryStatus.DEFERRED]),
+            Delivery.issue_id.in_(select(Issue.id).where(Issue.status == IssueStatus.CANCELLED)),
+        )
+        .values(status=DeliveryStatus.CANCELLED, updated_at=now)
     )
     session.commit()
     started = start_due(session)

@@ -51,6 +51,7 @@ class Counting:
         self.total = 0
         self.changed = threading.Condition()
         self.delay = 0.0
+        self.last_at = 0.0  # time.monotonic() of the last message received
 
     async def handle_DATA(self, _server: Any, _session: Any, envelope: Any) -> str:  # noqa: N802
         if self.delay:
@@ -58,6 +59,7 @@ class Counting:
         with self.changed:
             self.received.update(envelope.rcpt_tos)
             self.total += 1
+            self.last_at = time.monotonic()
             self.changed.notify_all()
         return "250 2.0.0 OK"
 
