@@ -11,15 +11,13 @@ import argparse
 import os
 import platform
 import re
-import statistics
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 from flask.testing import FlaskClient
 from sqlalchemy import text
 
-from bench.record import write_section
+from bench.record import timed, write_section
 from service import create_app
 from service.accounts.models import Role
 from service.accounts.services import create_user
@@ -79,16 +77,6 @@ def _populate(url: str, count: int) -> None:
         )
         conn.execute(text("ANALYZE"))
     engine.dispose()
-
-
-def _timed(run: Callable[[], object], repeats: int) -> tuple[float, float]:
-    times = []
-    for _ in range(repeats):
-        started = time.perf_counter()
-        run()
-        times.append((time.perf_counter() - started) * 1000)
-    times.sort()
-    return statistics.median(times), times[int(len(times) * 0.95) - 1]
 
 
 def main() -> None:
@@ -152,7 +140,7 @@ def main() -> None:
     rows = []
     for label, path in cases:
         assert client.get(path).status_code == 200, path
-        median, p95 = _timed(lambda p=path: client.get(p).data, args.repeats)
+        median, p95 = timed(lambda p=path: client.get(p).data, args.repeats)
         rows.append((label, median, p95))
     output = "\n".join(
         [

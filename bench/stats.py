@@ -14,15 +14,13 @@ import argparse
 import os
 import platform
 import re
-import statistics
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 from flask.testing import FlaskClient
 from sqlalchemy import Connection, text
 
-from bench.record import write_section
+from bench.record import timed, write_section
 from service import create_app
 from service.accounts.models import Role
 from service.accounts.services import create_user
@@ -170,16 +168,6 @@ def _config(url: str) -> object:
     )
 
 
-def _timed(run: Callable[[], object], repeats: int) -> tuple[float, float]:
-    times = []
-    for _ in range(repeats):
-        started = time.perf_counter()
-        run()
-        times.append((time.perf_counter() - started) * 1000)
-    times.sort()
-    return statistics.median(times), times[max(0, round(len(times) * 0.95) - 1)]
-
-
 def _login(client: FlaskClient) -> None:
     page = client.get("/login").get_data(as_text=True)
     token = re.search(r'name="csrf_token" type="hidden" value="([^"]+)"', page)
@@ -243,7 +231,7 @@ def main() -> None:
     assert page.status_code == 200
     assert 'data-figure="opens"' in page.get_data(as_text=True)
     rows = [("Baseline: the same figures straight from the events table (naive SQL)",)]
-    measured = [_timed(naive, max(5, args.repeats // 4))]
+    measured = [timed(naive, max(5, args.repeats // 4))]
     cases = [
         ("Issue dashboard (rollups, nothing left to fold)", "/statistiques/numeros/1"),
         ("Click map (the email annotated)", "/statistiques/numeros/1/carte"),
@@ -253,12 +241,12 @@ def main() -> None:
     for label, path in cases:
         assert client.get(path).status_code == 200, path
         rows.append((label,))
-        measured.append(_timed(lambda p=path: client.get(p).data, args.repeats))
+        measured.append(timed(lambda p=path: client.get(p).data, args.repeats))
     # Same run, the previous way: the segment table computed at each request.
     with engine.begin() as conn:
         conn.execute(text("DELETE FROM stats_segment_snapshots"))
     rows.append(("Issue dashboard, segment table computed per request (the previous way)",))
-    measured.append(_timed(lambda: client.get("/statistiques/numeros/1").data, args.repeats))
+    measured.append(timed(lambda: client.get("/statistiques/numeros/1").data, args.repeats))
     with app.app_context():
         roll_up(Session())  # stores the segment tables again
         Session.remove()
@@ -274,7 +262,7 @@ def main() -> None:
             {"links": LINKS},
         )
     rows.append(("Issue dashboard with 5,000 events not rolled up yet (read live)",))
-    measured.append(_timed(lambda: client.get("/statistiques/numeros/1").data, args.repeats))
+    measured.append(timed(lambda: client.get("/statistiques/numeros/1").data, args.repeats))
 
     output = "\n".join(
         [

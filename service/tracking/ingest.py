@@ -32,7 +32,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import sessionmaker
 from werkzeug.urls import iri_to_uri
 
-from emails.tokens import TokenSigner
+from emails.tokens import Token, TokenSigner
 from service.config import Config
 from service.db import Session
 from service.delivery.models import Delivery
@@ -228,49 +228,47 @@ class Tracker:
         """Where a click token leads: the URL stored for its issue and position, as a
         Location header (recording the click); None for anything else."""
         parsed = self.signer.verify(token)
-        if parsed is None:
+        found = self._resolve(parsed, "delivery_link", "issue_link")
+        if parsed is None or found is None:
             return None
-        delivery_id: int | None = None
-        sent_at: float | None = None
-        if parsed.kind == "delivery_link":
-            found = self._delivery(parsed.id)
-            if found is None:
-                return None
-            issue_id, sent_at = found
-            delivery_id = parsed.id
-        elif parsed.kind == "issue_link":
-            issue_id = parsed.id
-        else:
-            return None
-        issue = self._issue(issue_id)
-        link = issue.links.get(parsed.position) if issue is not None else None
-        if issue is None or link is None:
+        issue_id, issue, delivery_id, sent_at = found
+        link = issue.links.get(parsed.position)
+        if link is None:
             return None
         self._record(EventKind.CLICK, issue_id, issue, delivery_id, sent_at, link[0], request)
         return link[1]
 
     def open(self, token: str, request: Request) -> bool:
         """Record an open if the pixel's token is ours; False otherwise."""
-        parsed = self.signer.verify(token)
-        if parsed is None:
+        found = self._resolve(self.signer.verify(token), "open", "issue_open")
+        if found is None:
             return False
-        delivery_id: int | None = None
-        sent_at: float | None = None
-        if parsed.kind == "open":
-            found = self._delivery(parsed.id)
-            if found is None:
-                return False
-            issue_id, sent_at = found
-            delivery_id = parsed.id
-        elif parsed.kind == "issue_open":
-            issue_id = parsed.id
-        else:
-            return False
-        issue = self._issue(issue_id)
-        if issue is None:
-            return False
+        issue_id, issue, delivery_id, sent_at = found
         self._record(EventKind.OPEN, issue_id, issue, delivery_id, sent_at, None, request)
         return True
+
+    def _resolve(
+        self, parsed: Token | None, per_delivery: str, per_issue: str
+    ) -> tuple[int, IssueInfo, int | None, float | None] | None:
+        """A verified token's issue, delivery and send time (None: not one of ours)."""
+        if parsed is None:
+            return None
+        delivery_id: int | None = None
+        sent_at: float | None = None
+        if parsed.kind == per_delivery:
+            found = self._delivery(parsed.id)
+            if found is None:
+                return None
+            issue_id, sent_at = found
+            delivery_id = parsed.id
+        elif parsed.kind == per_issue:
+            issue_id = parsed.id
+        else:
+            return None
+        issue = self._issue(issue_id)
+        if issue is None:
+            return None
+        return issue_id, issue, delivery_id, sent_at
 
     # --- Recording ----------------------------------------------------------------------------
 
