@@ -15,11 +15,11 @@ import base64
 import binascii
 import hashlib
 import hmac
-from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, NamedTuple
 
 TAG = 6
 _URLSAFE = bytes.maketrans(b"+/", b"-_")
+_FROM_URLSAFE = bytes.maketrans(b"-_", b"+/")
 # Kinds: a link of one delivery, a link of an issue (anonymous tracking), and the
 # per-delivery system tokens.
 DELIVERY_LINK, ISSUE_LINK, OPEN, UNSUBSCRIBE, PREFERENCES = b"d", b"i", b"o", b"u", b"p"
@@ -44,8 +44,7 @@ _NAMES: dict[bytes, TokenKind] = {
 }
 
 
-@dataclass(frozen=True)
-class Token:
+class Token(NamedTuple):
     kind: TokenKind
     id: int  # a delivery id, or an issue id for issue_link
     position: int  # link position in the issue (0 for system tokens)
@@ -99,8 +98,8 @@ class TokenSigner:
         """The token's meaning, or None if it was not made by us (tampered, truncated…)."""
         if len(token) != 20:
             return None
-        try:
-            raw = base64.urlsafe_b64decode(token.encode("ascii"))
+        try:  # what base64.urlsafe_b64decode does, in one call (this is on every hit)
+            raw = binascii.a2b_base64(token.encode("ascii").translate(_FROM_URLSAFE))
         except (binascii.Error, UnicodeEncodeError):
             return None
         kind, ident = raw[:1], int.from_bytes(raw[1:7], "big")

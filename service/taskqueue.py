@@ -48,9 +48,11 @@ def celery_settings(config: Config) -> dict[str, Any]:
     if config.redis_url:
         # Tracking hits buffered in Redis to the events table (without Redis they are
         # written as they come); a late tick is useless: dropped.
+        from service.tracking.services import FLUSH_EVERY  # noqa: PLC0415 - models load late
+
         settings["beat_schedule"]["tracking"] = {
             "task": "lettrine.tracking.flush",
-            "schedule": 2.0,
+            "schedule": FLUSH_EVERY,
             "options": {"expires": 10},
         }
     if config.broker_folder is not None:

@@ -24,6 +24,7 @@ import ipaddress
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import NamedTuple
 
 # A click this soon after our SMTP server handed the message over is a gateway
 # scanning it on arrival; a person needs longer to receive, open, read and click.
@@ -37,8 +38,7 @@ BURST_WINDOW = dt.timedelta(seconds=1)
 APPLE_PRIVACY = "Apple Mail Privacy"
 
 
-@dataclass(frozen=True)
-class Hit:
+class Hit(NamedTuple):
     kind: str  # "open" or "click"
     method: str
     user_agent: str | None
@@ -49,8 +49,7 @@ class Hit:
     timed: bool = False
 
 
-@dataclass(frozen=True)
-class Verdict:
+class Verdict(NamedTuple):
     is_machine: bool
     family: str  # coarse user agent, at most 40 characters
     reason: str
@@ -167,7 +166,8 @@ def bursts(clicks: Iterable[Click]) -> set[int]:
     return found
 
 
-_IPV4 = re.compile(r"(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})")
+_OCTET = r"(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)"
+_IPV4 = re.compile(rf"({_OCTET}\.{_OCTET}\.{_OCTET}\.){_OCTET}")  # canonical form only
 
 
 def truncate_ip(address: str | None) -> str | None:
@@ -175,9 +175,8 @@ def truncate_ip(address: str | None) -> str | None:
     if not address:
         return None
     address = address.strip()
-    if (v4 := _IPV4.fullmatch(address)) and all(int(part) <= 255 for part in v4.groups()):
-        # The common case, without ipaddress's cost (it is on every hit).
-        return f"{int(v4[1])}.{int(v4[2])}.{int(v4[3])}.0"
+    if v4 := _IPV4.fullmatch(address):  # the common case, without ipaddress's cost
+        return f"{v4[1]}0"
     try:
         ip = ipaddress.ip_address(address)
     except ValueError:

@@ -6,12 +6,15 @@ work per hit, so the endpoints hold a newsletter's peak (bench/tracking.py).
   tracking mode and stored links) is cached per process: deliveries by blocks of
   consecutive ids (an issue's deliveries are inserted together), issues for
   ``ISSUE_TTL`` seconds, so a mode changed in the back office applies within it.
-- With Redis, a hit is appended to the process's ``Outbox``; a background thread
-  pushes the outbox every 50 ms in one round trip (a script applying the flood
-  limits), to a list that ``services.flush`` writes to PostgreSQL in batches. A
-  round trip per hit would cost the request more than the rest of its work.
+- The hit is classified and becomes one line (``services.encode_hit``). With
+  Redis, the line is appended to the process's ``Outbox``; a background thread
+  pushes the outbox every 50 ms in one round trip to a list that
+  ``services.flush`` writes to PostgreSQL in batches, applying the flood limits
+  as it goes. A round trip per hit, or any per-hit work in Redis, would cost the
+  request more than the rest of its work.
 - Without Redis (embedded mode), the event is inserted at once in its own short
-  transaction; so are hits Redis cannot take (unreachable, or the buffer full).
+  transaction, under a per-process flood limit; so are hits Redis cannot take
+  (unreachable, or the buffer full).
 """
 
 import atexit
@@ -24,12 +27,11 @@ import threading
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Any
+from typing import NamedTuple
 
 import redis
-from sqlalchemy import Engine, select
+from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.orm import sessionmaker
 from werkzeug.urls import iri_to_uri
 
 from emails.tokens import Token, TokenSigner
@@ -38,15 +40,9 @@ from service.db import Session
 from service.delivery.models import Delivery
 from service.issues.models import Issue
 from service.newsletters.models import Newsletter, TrackingMode
-from service.tracking.classify import BURST_LINKS, Hit, classify, truncate_ip
+from service.tracking.classify import Hit, classify, truncate_ip
 from service.tracking.models import EventKind, Link
-from service.tracking.services import (
-    BURST_PREFIX,
-    EVENTS_KEY,
-    decode_hit,
-    encode_hit,
-    write_events,
-)
+from service.tracking.services import EVENTS_KEY, LocalLimit, encode_hit, parse_hit, write_hits
 
 log = logging.getLogger(__name__)
 
@@ -59,57 +55,19 @@ BLOCK = 512  # deliveries loaded together on a miss
 MAX_BLOCKS = 256  # ~130,000 deliveries per process, least recently used dropped
 RELOAD_AFTER = 1.0  # a block missing an id (or a send time) is read again at most this often
 
-# Floods: hits beyond these are answered as usual but not recorded.
-IP_LIMIT = 600  # per truncated address (/24, /48) and minute
-DELIVERY_LIMIT = 100  # per delivery and day (opens and clicks)
 MAX_BUFFER = 2_000_000  # hits waiting in Redis; beyond, they are written directly
 PUSH_INTERVAL = 0.05  # seconds a hit may wait in the web process before Redis has it
 PUSH_SIZE = 500  # hits that make the outbox push at once
 
-# One round trip for a batch of hits. ARGV: address limit, address window, delivery
-# limit, delivery window, buffer size, burst size, then ``STRIDE`` values per hit:
-# event, address key, delivery key (or ''), clicks key (or ''), link, time, burst marker.
-# Hits over a limit are dropped; the others are pushed to KEYS[1] — or, if the buffer
-# is full, returned for the caller to write itself. A click is also kept for two
-# seconds in its delivery's sorted set; when clicks on BURST_LINKS distinct links of
-# one delivery fall within a second of each other, the marker is pushed too, and the
-# flush checks that delivery (``services._mark_bursts``).
+# One round trip for a batch of hits (ARGV: the buffer's size limit, then the hits): pushed
+# to KEYS[1], or, if the buffer is full, refused (0) for the caller to write itself.
 _PUSH = """
-local accepted = {}
-for i = 7, #ARGV, 7 do
-  local n = redis.call('INCR', ARGV[i + 1])
-  if n == 1 then redis.call('EXPIRE', ARGV[i + 1], ARGV[2]) end
-  local ok = n <= tonumber(ARGV[1])
-  if ok and ARGV[i + 2] ~= '' then
-    local d = redis.call('INCR', ARGV[i + 2])
-    if d == 1 then redis.call('EXPIRE', ARGV[i + 2], ARGV[4]) end
-    ok = d <= tonumber(ARGV[3])
-  end
-  if ok then
-    accepted[#accepted + 1] = ARGV[i]
-    local clicks = ARGV[i + 3]
-    if clicks ~= '' then
-      local at = tonumber(ARGV[i + 5])
-      redis.call('ZADD', clicks, at, ARGV[i + 4] .. ':' .. ARGV[i + 5])
-      redis.call('ZREMRANGEBYSCORE', clicks, '-inf', at - 2)
-      redis.call('EXPIRE', clicks, 5)
-      local links, count = {}, 0
-      for _, member in ipairs(redis.call('ZRANGEBYSCORE', clicks, at - 1, at + 1)) do
-        local link = string.match(member, '^([^:]*):')
-        if not links[link] then links[link] = true; count = count + 1 end
-      end
-      if count >= tonumber(ARGV[6]) then accepted[#accepted + 1] = ARGV[i + 6] end
-    end
-  end
+if redis.call('LLEN', KEYS[1]) + #ARGV - 1 > tonumber(ARGV[1]) then return 0 end
+for i = 2, #ARGV, 500 do
+  redis.call('RPUSH', KEYS[1], unpack(ARGV, i, math.min(i + 499, #ARGV)))
 end
-if #accepted == 0 then return 0 end
-if redis.call('LLEN', KEYS[1]) + #accepted > tonumber(ARGV[5]) then return accepted end
-for i = 1, #accepted, 500 do
-  redis.call('RPUSH', KEYS[1], unpack(accepted, i, math.min(i + 499, #accepted)))
-end
-return #accepted
+return #ARGV - 1
 """
-STRIDE = 7
 
 
 class Outbox:
@@ -118,26 +76,26 @@ class Outbox:
     a request never waits for Redis. They are pushed again at exit (a graceful restart
     of the web worker loses nothing); only a killed web process loses its last
     ``PUSH_INTERVAL`` of hits. If Redis is unreachable or full, they go straight to
-    the database."""
+    the database, under the per-process flood limit."""
 
-    def __init__(self, client: "redis.Redis[bytes]", engine: Engine) -> None:
+    def __init__(self, client: "redis.Redis[bytes]", limit: LocalLimit) -> None:
         self._client = client
         self._script = client.register_script(_PUSH)
-        self._sessions = sessionmaker(engine)
+        self._limit = limit
         self._items: list[str] = []
         self._lock = threading.Lock()
         self._push_lock = threading.Lock()  # one push at a time, in order
         self._wake = threading.Event()
         self._pid = 0
 
-    def add(self, *hit: str) -> None:
-        """One hit's ``STRIDE`` values (see ``_PUSH``)."""
+    def add(self, hit: str) -> None:
+        """One hit (``services.encode_hit``)."""
         if self._pid != os.getpid():  # first hit in this (forked) process
             self._start()
         with self._lock:
-            self._items += hit
+            self._items.append(hit)
             size = len(self._items)
-        if size >= PUSH_SIZE * STRIDE:
+        if size >= PUSH_SIZE:
             self._wake.set()
 
     def _start(self) -> None:
@@ -154,6 +112,7 @@ class Outbox:
             self._wake.wait(PUSH_INTERVAL)
             self._wake.clear()
             self.drain()
+            Session.remove()  # this thread's, if a direct write opened one
 
     def drain(self) -> int:
         """Push what is waiting now (after any push in progress); the number of hits."""
@@ -163,26 +122,30 @@ class Outbox:
             return self._push(items) if items else 0
 
     def _push(self, items: list[str]) -> int:
-        args: list[Any] = [IP_LIMIT, 120, DELIVERY_LIMIT, 86400, MAX_BUFFER, BURST_LINKS, *items]
         try:
-            result = self._script(keys=[EVENTS_KEY], args=args)
+            pushed = self._script(keys=[EVENTS_KEY], args=[MAX_BUFFER, *items])
         except redis.RedisError:
-            hits = len(items) // STRIDE
-            log.warning("tracking buffer unreachable: writing %d hits directly", hits)
-            self._write(items[::STRIDE])
-            return hits
-        if isinstance(result, list):  # the buffer is full
-            self._write([item.decode() for item in result])
-        return len(items) // STRIDE
+            log.warning("tracking buffer unreachable: writing %d hits directly", len(items))
+            pushed = 0
+        if not pushed:
+            write_directly([hit for hit in map(parse_hit, items) if self._limit.allows(hit)])
+        return len(items)
 
-    def _write(self, events: list[str]) -> None:
-        with self._sessions() as session:
-            try:
-                rows = [decode_hit(e) for e in events if not e.startswith(BURST_PREFIX.decode())]
-                write_events(session, rows)
-                session.commit()
-            except SQLAlchemyError:
-                log.exception("%d tracking hits lost: the database refused them", len(events))
+
+def write_directly(hits: list[list[str]]) -> None:
+    """Insert hits at once in their own short transaction: without Redis, or when it
+    cannot take them."""
+    if not hits:
+        return
+    session = Session()
+    try:
+        if session.get_bind().dialect.name == "postgresql":
+            session.connection().exec_driver_sql("SET LOCAL synchronous_commit = off")
+        write_hits(session, hits)
+        session.commit()
+    except SQLAlchemyError:
+        session.rollback()
+        log.exception("%d tracking hits lost: the database refused them", len(hits))
 
 
 @dataclass(frozen=True)
@@ -193,8 +156,7 @@ class IssueInfo:
     loaded: float
 
 
-@dataclass(frozen=True)
-class Request:
+class Request(NamedTuple):
     """What the classification needs from the HTTP request."""
 
     method: str
@@ -205,22 +167,21 @@ class Request:
 class Tracker:
     """One per application and process (``tracker(app)``); thread-safe."""
 
-    def __init__(self, config: Config, engine: Engine) -> None:
+    def __init__(self, config: Config) -> None:
         self.signer = TokenSigner(config.secret_key)
         self.client: redis.Redis[bytes] | None = (
             redis.Redis.from_url(config.redis_url, socket_timeout=1.0, socket_connect_timeout=1.0)
             if config.redis_url
             else None
         )
-        self.outbox = Outbox(self.client, engine) if self.client is not None else None
+        self.limit = LocalLimit()
+        self.outbox = Outbox(self.client, self.limit) if self.client is not None else None
         self._issues: OrderedDict[int, IssueInfo | None] = OrderedDict()
         self._issue_loaded: dict[int, float] = {}
         self._blocks: OrderedDict[int, tuple[float, dict[int, tuple[int, float | None]]]] = (
             OrderedDict()
         )
         self._lock = threading.Lock()
-        self._minute = 0
-        self._local_counts: dict[str, int] = {}
 
     # --- The two endpoints --------------------------------------------------------------------
 
@@ -293,61 +254,22 @@ class Tracker:
         verdict = classify(
             Hit(kind.value, request.method, request.user_agent, at, sent_at=sent, timed=True)
         )
-        ip = truncate_ip(request.address)
-        stored_delivery = delivery_id if issue.mode is TrackingMode.INDIVIDUAL else None
-        event = encode_hit(
-            kind, issue_id, stored_delivery, link_id, now, verdict.is_machine, verdict.family, ip
+        stored = delivery_id if issue.mode is TrackingMode.INDIVIDUAL else None
+        hit = encode_hit(
+            kind,
+            issue_id,
+            stored,
+            link_id,
+            now,
+            verdict.is_machine,
+            verdict.family,
+            truncate_ip(request.address),
+            delivery_id,
         )
-        if self._buffer(event, ip, delivery_id, stored_delivery, link_id, now):
-            return
-        if self._allowed_locally(ip or "-", now):
-            self._write_now(event)
-
-    def _buffer(  # noqa: PLR0917 - one hit's facts
-        self,
-        event: str,
-        ip: str | None,
-        delivery_id: int | None,
-        stored_delivery: int | None,
-        link_id: int | None,
-        now: float,
-    ) -> bool:
-        """Hand the hit to the outbox (Redis, with the flood limits); False without Redis.
-        Bursts are watched only where events name their delivery (individual mode)."""
-        if self.outbox is None:
-            return False
-        clicks = stored_delivery is not None and link_id is not None
-        self.outbox.add(
-            event,
-            f"lettrine:tracking:ip:{ip or '-'}:{int(now // 60)}",
-            f"lettrine:tracking:delivery:{delivery_id}" if delivery_id is not None else "",
-            f"lettrine:tracking:clicks:{stored_delivery}" if clicks else "",
-            str(link_id),
-            repr(now),
-            f'["b",{stored_delivery},{now!r}]' if clicks else "",
-        )
-        return True
-
-    def _allowed_locally(self, ip: str, now: float) -> bool:
-        """The per-address limit when Redis is not there (per process, bounded)."""
-        minute = int(now // 60)
-        with self._lock:
-            if minute != self._minute or len(self._local_counts) > 10_000:
-                self._minute, self._local_counts = minute, {}
-            count = self._local_counts.get(ip, 0) + 1
-            self._local_counts[ip] = count
-        return count <= IP_LIMIT
-
-    def _write_now(self, event: str) -> None:
-        session = Session()
-        try:
-            if session.get_bind().dialect.name == "postgresql":
-                session.connection().exec_driver_sql("SET LOCAL synchronous_commit = off")
-            write_events(session, [decode_hit(event)])
-            session.commit()
-        except SQLAlchemyError:
-            session.rollback()
-            log.exception("tracking hit lost: the database refused it")
+        if self.outbox is not None:
+            self.outbox.add(hit)
+        elif self.limit.allows(fields := parse_hit(hit)):
+            write_directly([fields])
 
     # --- Per-process caches -------------------------------------------------------------------
 

@@ -2,13 +2,16 @@
 
 Hits reach ``events`` in one of two ways (see ``service.tracking.ingest``): with
 Redis configured they are pushed to a list and written here in batches by a
-beat task (``flush``); without it (embedded mode) each hit is written at once
-(``write_events`` with one row).
+beat task (``flush``), which also applies the flood limits; without it (embedded
+mode) each hit is written at once (``write_hits`` with one hit), under a
+per-process limit (``LocalLimit``).
 """
 
 import datetime as dt
 import json
+import logging
 import secrets
+import threading
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -16,7 +19,7 @@ from typing import Any
 import psycopg
 import redis
 from flask import current_app
-from sqlalchemy import insert, select, update
+from sqlalchemy import distinct, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -26,23 +29,26 @@ from service.db import utcnow
 from service.delivery.models import Delivery
 from service.issues.models import Issue
 from service.issues.rendering import issue_data, render_settings
-from service.tracking.classify import BURST_WINDOW, Click, bursts
+from service.tracking.classify import BURST_LINKS, BURST_WINDOW, Click, bursts
 from service.tracking.models import Event, EventKind, Link, LinkKind, TrackingFlush
+
+log = logging.getLogger(__name__)
 
 # Redis keys of the buffer. One processing list: batches are written one at a time.
 EVENTS_KEY = "lettrine:tracking:events"
 PROCESSING_KEY = "lettrine:tracking:processing"
 BATCH_ID_KEY = "lettrine:tracking:processing:batch"
+VERDICTS_KEY = "lettrine:tracking:processing:verdicts"
 LOCK_KEY = "lettrine:tracking:flush-lock"
 BATCH_SIZE = 2000
 LOCK_SECONDS = 60
 FLUSH_BUDGET = 20.0  # seconds one flush task may keep writing before it yields
+FLUSH_EVERY = 1.0  # seconds between flushes (the beat schedule)
+FLUSH_PACE = 0.25  # seconds between batches while a peak lasts
+PEAK = 100  # hits in a batch that make the flush stay for the next one
 
-_KINDS = {"o": EventKind.OPEN, "c": EventKind.CLICK}
-# In the buffer, among the events: ["b", delivery id, time], where a burst may be forming.
-BURST_PREFIX = b'["b",'
-BurstHints = list[tuple[int, dt.datetime]]
-_CODES = {kind: code for code, kind in _KINDS.items()}
+_KINDS = {"o": EventKind.OPEN, "c": EventKind.CLICK}  # the JSON format of earlier versions
+BurstHints = list[tuple[int, int, dt.datetime]]  # clicks: issue, delivery, time
 
 
 def store_links(session: Session, issue: Issue, config: Config | None = None) -> int:
@@ -72,6 +78,19 @@ def store_links(session: Session, issue: Issue, config: Config | None = None) ->
 
 # --- Writing hits ------------------------------------------------------------------------------
 
+# Floods: hits beyond these are answered as usual but not recorded. Counted when the
+# hits are written (``write_batch``, or ``LocalLimit`` without Redis), never on the request.
+IP_LIMIT = 600  # per truncated address (/24, /48) and minute
+DELIVERY_LIMIT = 100  # per delivery and day (opens and clicks)
+
+NULL = "\\N"  # COPY's NULL
+# What a hit is in the buffer: the events columns in COPY's text format and the order of
+# ``_COPY``, except the time (epoch seconds, formatted by the flush, off the request),
+# then the delivery its flood limit counts (set even where the event does not name it).
+# Every value is a number, a fixed word, a user agent family (a constant of ``classify``)
+# or a truncated IP address: none can hold a tab, a newline or a backslash.
+_FIELDS = 9
+
 
 def encode_hit(  # noqa: PLR0917 - one event's columns
     kind: EventKind,
@@ -82,84 +101,108 @@ def encode_hit(  # noqa: PLR0917 - one event's columns
     is_machine: bool,
     family: str,
     ip: str | None,
+    counted_delivery: int | None = None,
 ) -> str:
-    """A hit as it waits in the buffer: compact JSON, decoded by ``decode_hit``."""
-    return json.dumps(
-        [_CODES[kind], issue_id, delivery_id, link_id, at, int(is_machine), family, ip],
-        separators=(",", ":"),
+    """A hit as it waits in the buffer (one line, read back by ``parse_hit``).
+    ``counted_delivery``: the delivery the per-delivery limit counts, if not ``delivery_id``
+    (anonymous tracking stores no delivery, but one recipient's hits are still capped)."""
+    counted = delivery_id if counted_delivery is None else counted_delivery
+    return (
+        f"{kind.value}\t{issue_id}\t{NULL if delivery_id is None else delivery_id}\t"
+        f"{NULL if link_id is None else link_id}\t{'t' if is_machine else 'f'}\t{family}\t"
+        f"{ip or NULL}\t{at!r}\t{'' if counted is None else counted}"
     )
 
 
-def decode_hit(raw: bytes | str) -> dict[str, Any]:
-    code, issue_id, delivery_id, link_id, at, machine, family, ip = json.loads(raw)
+def parse_hit(raw: bytes | str) -> list[str]:
+    """A buffered hit's ``_FIELDS`` fields. Hits buffered by an earlier version (JSON)
+    are read too, so none is lost across an upgrade."""
+    text = raw.decode() if isinstance(raw, bytes) else raw
+    if text.startswith("["):
+        code, issue_id, delivery_id, link_id, at, machine, family, ip = json.loads(text)
+        return encode_hit(
+            _KINDS[code], issue_id, delivery_id, link_id, at, bool(machine), family, ip
+        ).split("\t")
+    fields = text.split("\t")
+    if len(fields) != _FIELDS:
+        raise ValueError(f"not a buffered hit: {text[:80]!r}")
+    return fields
+
+
+def _optional(value: str) -> int | None:
+    return None if value == NULL else int(value)
+
+
+def decode_hit(raw: bytes | str | list[str]) -> dict[str, Any]:
+    """A buffered hit as an ``events`` row (for ``insert(Event)``)."""
+    kind, issue_id, delivery_id, link_id, machine, family, ip, at, _counted = (
+        raw if isinstance(raw, list) else parse_hit(raw)
+    )
     return {
-        "kind": _KINDS[code],
-        "issue_id": issue_id,
-        "delivery_id": delivery_id,
-        "link_id": link_id,
-        "occurred_at": dt.datetime.fromtimestamp(at, dt.UTC),
-        "is_machine": bool(machine),
+        "kind": EventKind(kind),
+        "issue_id": int(issue_id),
+        "delivery_id": _optional(delivery_id),
+        "link_id": _optional(link_id),
+        "occurred_at": dt.datetime.fromtimestamp(float(at), dt.UTC),
+        "is_machine": machine == "t",
         "user_agent_family": family,
-        "ip_truncated": ip,
+        "ip_truncated": None if ip == NULL else ip,
     }
 
 
-def write_events(
-    session: Session, rows: Sequence[dict[str, Any]], *, bursts_near: BurstHints | None = None
-) -> int:
-    """Insert events, then mark click bursts (several links of one delivery within a
-    second, this batch and earlier ones together) as machine. Never commits.
-
-    ``bursts_near`` (the Redis path): only the (delivery, time) pairs where Redis saw
-    a burst forming are checked; without it, every click written is."""
-    if not rows:
+def write_hits(session: Session, hits: Sequence[list[str]]) -> int:
+    """Insert parsed hits (``parse_hit``) as events, then mark click bursts (several
+    links of one delivery within a second, these hits and earlier ones together) as
+    machine. Never commits."""
+    if not hits:
         return 0
     try:
         with session.begin_nested():
-            _insert(session, rows)
+            _insert(session, hits)
     except (IntegrityError, psycopg.IntegrityError):
         # The issue, delivery or link was deleted since the hit: keep what still exists.
-        rows = _still_existing(session, rows)
+        rows = _still_existing(session, [decode_hit(h) for h in hits])
         if rows:
-            _insert(session, rows)
-    if bursts_near is None:
-        bursts_near = [
-            (r["delivery_id"], r["occurred_at"])
-            for r in rows
-            if r["kind"] is EventKind.CLICK and r["delivery_id"] is not None
-        ]
-    _mark_bursts(session, bursts_near)
-    return len(rows)
+            session.execute(insert(Event), rows)
+        _mark_bursts(
+            session,
+            [
+                (r["issue_id"], r["delivery_id"], r["occurred_at"])
+                for r in rows
+                if r["kind"] is EventKind.CLICK and r["delivery_id"] is not None
+            ],
+        )
+        return len(rows)
+    _mark_bursts(
+        session,
+        [
+            (int(h[1]), int(h[2]), dt.datetime.fromtimestamp(float(h[7]), dt.UTC))
+            for h in hits
+            if h[0] == "click" and h[2] != NULL
+        ],
+    )
+    return len(hits)
 
 
 _COPY = (
-    "COPY events (kind, issue_id, delivery_id, link_id, occurred_at, is_machine, "
-    "user_agent_family, ip_truncated) FROM STDIN"
+    "COPY events (kind, issue_id, delivery_id, link_id, is_machine, user_agent_family, "
+    "ip_truncated, occurred_at) FROM STDIN"
 )
 
 
-def _insert(session: Session, rows: Sequence[dict[str, Any]]) -> None:
-    """COPY on PostgreSQL (a fraction of the cost of INSERT … VALUES), INSERT elsewhere."""
+def _insert(session: Session, hits: Sequence[list[str]]) -> None:
+    """COPY on PostgreSQL (the buffered lines are already its text format, but for the
+    time), INSERT elsewhere."""
     connection = session.connection()
     if connection.dialect.name != "postgresql":
-        session.execute(insert(Event), list(rows))
+        session.execute(insert(Event), [decode_hit(h) for h in hits])
         return
     driver = connection.connection.driver_connection
     assert isinstance(driver, psycopg.Connection)  # noqa: S101 - the only PostgreSQL driver
+    utc, stamp, tab = dt.UTC, dt.datetime.fromtimestamp, "\t"
+    data = "".join(f"{tab.join(h[:7])}\t{stamp(float(h[7]), utc).isoformat()}\n" for h in hits)
     with driver.cursor() as cursor, cursor.copy(_COPY) as copy:
-        for r in rows:
-            copy.write_row(
-                (
-                    r["kind"].value,
-                    r["issue_id"],
-                    r["delivery_id"],
-                    r["link_id"],
-                    r["occurred_at"],
-                    r["is_machine"],
-                    r["user_agent_family"],
-                    r["ip_truncated"],
-                )
-            )
+        copy.write(data)
 
 
 def _still_existing(session: Session, rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -182,21 +225,56 @@ def _still_existing(session: Session, rows: Sequence[dict[str, Any]]) -> list[di
 
 
 def _mark_bursts(session: Session, near: BurstHints) -> None:
+    """Mark as machine the clicks of bursts around these (issue, delivery, time) clicks.
+
+    The database first names the few deliveries with ``BURST_LINKS`` distinct links
+    clicked in the batch's time window (a range of the issue/kind/time index: the
+    batch's clicks and their neighbours, whatever their delivery), so only their
+    clicks come back to be checked one by one."""
     if not near:
         return
-    start = min(at for _d, at in near) - BURST_WINDOW
-    end = max(at for _d, at in near) + BURST_WINDOW
+    start = min(at for _i, _d, at in near) - BURST_WINDOW
+    end = max(at for _i, _d, at in near) + BURST_WINDOW
+    window = (
+        Event.issue_id.in_({i for i, _d, _at in near}),
+        Event.kind == EventKind.CLICK,
+        Event.occurred_at.between(start, end),
+        Event.is_machine.is_(False),
+    )
+    candidates = session.scalars(
+        select(Event.delivery_id)
+        .where(*window, Event.delivery_id.is_not(None))
+        .group_by(Event.delivery_id)
+        .having(func.count(distinct(Event.link_id)) >= BURST_LINKS)
+    ).all()
+    if not candidates:
+        return
     nearby = session.execute(
         select(Event.id, Event.delivery_id, Event.link_id, Event.occurred_at).where(
-            Event.delivery_id.in_({d for d, _at in near}),
-            Event.kind == EventKind.CLICK,
-            Event.occurred_at.between(start, end),
-            Event.is_machine.is_(False),
+            *window, Event.delivery_id.in_(candidates)
         )
     ).all()
     found = bursts(Click(i, d, link, at) for i, d, link, at in nearby if d is not None)
     if found:
         session.execute(update(Event).where(Event.id.in_(found)).values(is_machine=True))
+
+
+class LocalLimit:
+    """The per-address limit where Redis is not (or cannot take the hits): per process,
+    bounded (the counts are forgotten each minute, or past 10,000 addresses)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._minute = 0
+        self._counts: dict[str, int] = {}
+
+    def allows(self, hit: list[str]) -> bool:
+        minute = int(float(hit[7]) // 60)
+        with self._lock:
+            if minute != self._minute or len(self._counts) > 10_000:
+                self._minute, self._counts = minute, {}
+            count = self._counts[hit[6]] = self._counts.get(hit[6], 0) + 1
+        return count <= IP_LIMIT
 
 
 # --- The Redis buffer --------------------------------------------------------------------------
@@ -207,11 +285,16 @@ _MOVE = """
 if redis.call('EXISTS', KEYS[2]) == 1 then
   return redis.call('GET', KEYS[3]) or ARGV[2]
 end
-local items = redis.call('LRANGE', KEYS[1], 0, tonumber(ARGV[1]) - 1)
-if #items == 0 then return false end
-redis.call('LTRIM', KEYS[1], #items, -1)
-for i = 1, #items, 500 do
-  redis.call('RPUSH', KEYS[2], unpack(items, i, math.min(i + 499, #items)))
+local waiting = redis.call('LLEN', KEYS[1])
+if waiting == 0 then return false end
+if waiting <= tonumber(ARGV[1]) then
+  redis.call('RENAME', KEYS[1], KEYS[2])  -- the usual case: the whole list, in O(1)
+else
+  local items = redis.call('LRANGE', KEYS[1], 0, tonumber(ARGV[1]) - 1)
+  redis.call('LTRIM', KEYS[1], #items, -1)
+  for i = 1, #items, 500 do
+    redis.call('RPUSH', KEYS[2], unpack(items, i, math.min(i + 499, #items)))
+  end
 end
 redis.call('SET', KEYS[3], ARGV[2])
 return ARGV[2]
@@ -233,9 +316,51 @@ def take_batch(client: "redis.Redis[bytes]", size: int = BATCH_SIZE) -> str | No
     return batch.decode() if isinstance(batch, bytes) else str(batch)
 
 
+# Flood limits over a batch, once: KEYS[1] keeps the batch's verdicts, so a flush that
+# died after counting finds them again rather than counting the batch twice. ARGV: address
+# limit, address window, delivery limit, delivery window, then per hit its address key
+# ("<address>:<minute>") and counted delivery (or ''). Returns one '1' (kept) or '0' per hit.
+_LIMIT = """
+local done = redis.call('GET', KEYS[1])
+if done then return done end
+local ip_limit, delivery_limit = tonumber(ARGV[1]), tonumber(ARGV[3])
+local verdicts = {}
+for i = 5, #ARGV, 2 do
+  local key = 'lettrine:tracking:ip:' .. ARGV[i]
+  local n = redis.call('INCR', key)
+  if n == 1 then redis.call('EXPIRE', key, ARGV[2]) end
+  local ok = n <= ip_limit
+  if ok and ARGV[i + 1] ~= '' then
+    key = 'lettrine:tracking:delivery:' .. ARGV[i + 1]
+    local d = redis.call('INCR', key)
+    if d == 1 then redis.call('EXPIRE', key, ARGV[4]) end
+    ok = d <= delivery_limit
+  end
+  verdicts[#verdicts + 1] = ok and '1' or '0'
+end
+local result = table.concat(verdicts)
+redis.call('SET', KEYS[1], result, 'EX', 3600)
+return result
+"""
+
+
+def _within_limits(
+    client: "redis.Redis[bytes]", hits: Sequence[list[str]], batch_id: str
+) -> list[list[str]]:
+    """The hits of a batch that the flood limits keep (``IP_LIMIT``, ``DELIVERY_LIMIT``)."""
+    if not hits:
+        return []
+    args: list[Any] = [IP_LIMIT, 120, DELIVERY_LIMIT, 86400]
+    for h in hits:
+        args += (f"{h[6]}:{int(float(h[7]) // 60)}", h[8])
+    verdicts = client.register_script(_LIMIT)(keys=[f"{VERDICTS_KEY}:{batch_id}"], args=args)
+    return [h for h, kept in zip(hits, bytes(verdicts), strict=True) if kept == ord("1")]
+
+
 def write_batch(session: Session, client: "redis.Redis[bytes]", batch_id: str) -> int:
-    """Write the processing list to ``events`` once, and commit (the batch id is
-    committed with the events: a batch found again after a crash is not rewritten)."""
+    """Write the processing list to ``events`` once, within the flood limits, and commit
+    (the batch id is committed with the events: a batch found again after a crash is not
+    rewritten)."""
     items = client.lrange(PROCESSING_KEY, 0, -1)
     if session.get_bind().dialect.name == "postgresql":
         # Losing the last few batches in a PostgreSQL crash is acceptable; waiting for
@@ -255,30 +380,41 @@ def write_batch(session: Session, client: "redis.Redis[bytes]", batch_id: str) -
             return 0
         session.add(TrackingFlush(id=1, batch_id=batch_id))
         session.flush()
-    rows: list[dict[str, Any]] = []
-    hints: BurstHints = []
+    hits = []
     for item in items:
-        if item.startswith(BURST_PREFIX):  # Redis saw links of one delivery pile up
-            _code, delivery_id, at = json.loads(item)
-            hints.append((delivery_id, dt.datetime.fromtimestamp(at, dt.UTC)))
-        else:
-            rows.append(decode_hit(item))
-    written = write_events(session, rows, bursts_near=hints)
+        if item.startswith(b'["b",'):  # a burst hint of an earlier version: bursts are
+            continue  # now looked for among all the clicks written
+        try:
+            hits.append(parse_hit(item))
+        except ValueError:
+            log.warning("tracking buffer: an unreadable hit was dropped: %r", item[:80])
+    written = write_hits(session, _within_limits(client, hits, batch_id))
     session.commit()
     _clear(client, batch_id)
     return written
 
 
 def _clear(client: "redis.Redis[bytes]", batch_id: str) -> None:
-    with client.pipeline() as pipe:  # MULTI: both go, or neither
-        pipe.delete(PROCESSING_KEY)
+    with client.pipeline() as pipe:  # MULTI: all go, or none
+        pipe.delete(PROCESSING_KEY, f"{VERDICTS_KEY}:{batch_id}")
         pipe.register_script(_RELEASE)(keys=[BATCH_ID_KEY], args=[batch_id], client=pipe)
         pipe.execute()
 
 
-def flush(session: Session, client: "redis.Redis[bytes]", budget: float = FLUSH_BUDGET) -> int:
+def flush(
+    session: Session,
+    client: "redis.Redis[bytes]",
+    budget: float = FLUSH_BUDGET,
+    pace: float = FLUSH_PACE,
+) -> int:
     """Use case (beat): write buffered hits in batches until the buffer is empty or
-    ``budget`` seconds have passed. One flusher at a time (a Redis lock)."""
+    ``budget`` seconds have passed. One flusher at a time (a Redis lock).
+
+    During a peak (batches of ``PEAK`` hits or more) the flush stays and writes what
+    arrived every ``pace`` seconds: small, regular batches spread the database work,
+    which in bursts would slow the web processes sharing the machine (their p99, in
+    bench/tracking.py). Otherwise it writes what is waiting and returns; a backlog
+    (full batches) is written without pause."""
     owner = secrets.token_hex(8)
     if not client.set(LOCK_KEY, owner, nx=True, ex=LOCK_SECONDS):
         return 0
@@ -286,10 +422,18 @@ def flush(session: Session, client: "redis.Redis[bytes]", budget: float = FLUSH_
     started = time.monotonic()
     try:
         while time.monotonic() - started < budget:
+            taken = time.monotonic()
             batch_id = take_batch(client)
             if batch_id is None:
                 break
-            written += write_batch(session, client, batch_id)
+            count = write_batch(session, client, batch_id)
+            written += count
+            waiting = client.llen(EVENTS_KEY)
+            if waiting >= BATCH_SIZE or (waiting and count < PEAK):
+                continue  # a backlog, or what a quiet moment left: no pause
+            if count < PEAK:
+                break
+            time.sleep(max(0.0, pace - (time.monotonic() - taken)))
     finally:
         client.register_script(_RELEASE)(keys=[LOCK_KEY], args=[owner])
     return written

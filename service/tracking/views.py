@@ -6,8 +6,14 @@ anything else (tampered, unknown, another issue's link, extra parameters) is the
 token is ours.
 """
 
+from typing import TYPE_CHECKING
+
 from flask import Blueprint, Flask, Response, abort, current_app, request
 from flask.typing import ResponseReturnValue
+from werkzeug.datastructures import Headers
+
+if TYPE_CHECKING:
+    from _typeshed.wsgi import WSGIEnvironment
 
 from service.accounts.permissions import public
 from service.extensions import limiter
@@ -26,13 +32,30 @@ def _tracking_hit() -> bool:
 def tracker(app: Flask) -> Tracker:
     found: Tracker | None = app.extensions.get("tracking")
     if found is None:
-        config, engine = app.extensions["lettrine_config"], app.extensions["engine"]
-        found = app.extensions["tracking"] = Tracker(config, engine)
+        found = app.extensions["tracking"] = Tracker(app.extensions["lettrine_config"])
     return found
 
 
 def _request() -> Request:
-    return Request(request.method, request.headers.get("User-Agent"), request.remote_addr)
+    environ = request.environ  # what request.headers and remote_addr read, without their cost
+    return Request(
+        environ["REQUEST_METHOD"], environ.get("HTTP_USER_AGENT"), environ.get("REMOTE_ADDR")
+    )
+
+
+class _Redirect(Response):
+    """A 302 to a stored link's Location, which ``ingest._location`` has already made a
+    valid URI: Werkzeug's own pass over it (iri_to_uri, about a tenth of a click's
+    cost) would change nothing."""
+
+    def __init__(self, location: str) -> None:
+        super().__init__(status=302, headers={"Referrer-Policy": "no-referrer"})
+        self._location = location
+
+    def get_wsgi_headers(self, environ: "WSGIEnvironment") -> Headers:
+        headers = super().get_wsgi_headers(environ)
+        headers["Location"] = self._location
+        return headers
 
 
 # merge_slashes=False: "/c//host" is a 404 here, not a redirect to a cleaned-up path.
@@ -45,14 +68,11 @@ def click(token: str) -> ResponseReturnValue:
     target = tracker(current_app).click(token, _request())
     if target is None:
         abort(404)
-    response = Response(status=302)
-    response.headers["Location"] = target
-    response.headers["Referrer-Policy"] = "no-referrer"
-    return response
+    return _Redirect(target)
 
 
 @bp.route("/o/<token>.gif", merge_slashes=False)
 @public
 def pixel(token: str) -> ResponseReturnValue:
     tracker(current_app).open(token, _request())
-    return Response(PIXEL, mimetype="image/gif", headers={"Cache-Control": "no-store"})
+    return Response(PIXEL, content_type="image/gif", headers={"Cache-Control": "no-store"})

@@ -138,5 +138,5 @@ def pushed(app: Flask) -> None:
 def buffered_app(app: Flask, buffer: "redis.Redis[bytes]") -> Flask:
     """The test app with its tracking hits going through the Redis buffer."""
     config = replace(config_of(app), redis_url=TEST_REDIS_URL)
-    app.extensions["tracking"] = Tracker(config, app.extensions["engine"])
+    app.extensions["tracking"] = Tracker(config)
     return app

@@ -2,6 +2,8 @@
 once even when a flush dies half-way."""
 
 import datetime as dt
+import threading
+import time
 
 import pytest
 import redis
@@ -9,16 +11,18 @@ from flask import Flask
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from service.tracking import ingest
+from service.tracking import classify, ingest, services
 from service.tracking.models import Event, EventKind
 from service.tracking.services import (
     BATCH_ID_KEY,
     EVENTS_KEY,
     LOCK_KEY,
     PROCESSING_KEY,
+    VERDICTS_KEY,
     buffered,
     encode_hit,
     flush,
+    parse_hit,
     take_batch,
     write_batch,
 )
@@ -121,20 +125,112 @@ def test_floods_are_capped_per_address_and_per_delivery(
     sent: Sent,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(ingest, "IP_LIMIT", 4)
-    monkeypatch.setattr(ingest, "DELIVERY_LIMIT", 6)
+    """Every hit is answered and buffered; the flush writes those within the limits."""
+    monkeypatch.setattr(services, "IP_LIMIT", 4)
+    monkeypatch.setattr(services, "DELIVERY_LIMIT", 6)
     client = buffered_app.test_client()
     for _ in range(10):
         response = client.get(sent.open_path(), headers=HUMAN)
         assert response.status_code == 200
     pushed(buffered_app)
-    assert buffered(buffer) == 4  # one address
+    assert buffered(buffer) == 10
+    assert flush(db_session, buffer) == 4  # one address
     for n in range(10):
         client.get(sent.open_path(), headers=HUMAN, environ_base={"REMOTE_ADDR": f"10.0.{n}.1"})
     pushed(buffered_app)
-    assert buffered(buffer) == 6  # one delivery
-    # The counters expire: nothing grows without bound.
-    assert all(buffer.ttl(key) > 0 for key in buffer.scan_iter("lettrine:tracking:*:*"))
+    assert flush(db_session, buffer) == 2  # one delivery: 6 in all
+    assert _count(db_session) == 6
+    # The counters expire, the batches' verdicts are gone: nothing grows without bound.
+    keys = list(buffer.scan_iter("lettrine:tracking:*"))
+    assert keys
+    assert all(buffer.ttl(key) > 0 for key in keys)
+    assert not any(key.startswith(VERDICTS_KEY.encode()) for key in keys)
+
+
+def test_a_batch_counted_by_a_flush_that_died_is_not_counted_again(
+    buffered_app: Flask,
+    db_session: Session,
+    buffer: "redis.Redis[bytes]",
+    sent: Sent,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(services, "IP_LIMIT", 4)
+    client = buffered_app.test_client()
+    for _ in range(10):
+        client.get(sent.open_path(), headers=HUMAN)
+    pushed(buffered_app)
+    batch = take_batch(buffer)
+    assert batch is not None
+    items = [parse_hit(item) for item in buffer.lrange(PROCESSING_KEY, 0, -1)]
+    assert len(services._within_limits(buffer, items, batch)) == 4  # then the worker died
+    assert flush(db_session, buffer) == 4  # counted twice, it would write none
+    (counter,) = buffer.scan_iter("lettrine:tracking:ip:*")
+    assert buffer.get(counter) == b"10"
+
+
+def test_hits_buffered_by_the_previous_version_are_written(
+    db_session: Session, buffer: "redis.Redis[bytes]", sent: Sent
+) -> None:
+    """The JSON lines (and burst hints) an upgrade may find in the buffer."""
+    now = dt.datetime.now(dt.UTC).timestamp()
+    issue, delivery, link = sent.issue.id, sent.delivery.id, sent.links[1].id
+    buffer.rpush(
+        EVENTS_KEY,
+        f'["o",{issue},{delivery},null,{now},0,"Firefox","10.1.2.0"]',
+        f'["c",{issue},{delivery},{link},{now},1,"Mimecast",null]',
+        f'["b",{delivery},{now}]',
+    )
+    assert flush(db_session, buffer) == 2
+    events = db_session.scalars(select(Event).order_by(Event.id)).all()
+    assert [
+        (e.kind, e.delivery_id, e.link_id, e.is_machine, e.user_agent_family, e.ip_truncated)
+        for e in events
+    ] == [
+        (EventKind.OPEN, delivery, None, False, "Firefox", "10.1.2.0"),
+        (EventKind.CLICK, delivery, link, True, "Mimecast", None),
+    ]
+    assert events[0].occurred_at.timestamp() == pytest.approx(now)
+
+
+def test_an_unreadable_item_is_dropped_and_the_batch_written(
+    db_session: Session,
+    buffer: "redis.Redis[bytes]",
+    sent: Sent,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    now = dt.datetime.now(dt.UTC).timestamp()
+    good = encode_hit(EventKind.OPEN, sent.issue.id, None, None, now, False, "Firefox", None)
+    buffer.rpush(EVENTS_KEY, good, "garbage\tfrom\tsomewhere", good)
+    assert flush(db_session, buffer) == 2
+    assert "unreadable hit" in caplog.text
+
+
+def test_a_full_buffer_sends_hits_to_the_database_within_the_address_limit(
+    buffered_app: Flask,
+    db_session: Session,
+    buffer: "redis.Redis[bytes]",
+    sent: Sent,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(ingest, "MAX_BUFFER", 2)
+    monkeypatch.setattr(services, "IP_LIMIT", 3)
+    client = buffered_app.test_client()
+    for _ in range(2):
+        client.get(sent.open_path(), headers=HUMAN)
+    pushed(buffered_app)
+    assert (buffered(buffer), _count(db_session)) == (2, 0)
+    for _ in range(4):
+        client.get(sent.open_path(), headers=HUMAN)
+    pushed(buffered_app)  # the buffer cannot take 4 more: they are written at once
+    assert (buffered(buffer), _count(db_session)) == (2, 3)
+
+
+def test_families_fit_a_buffered_line() -> None:
+    """A family is a field of a tab-separated line and of COPY's text format."""
+    families = {family for _pattern, family in classify._MACHINES + classify._FAMILIES}
+    families |= {f for _p, f in classify._WEBMAIL_PROXIES} | {classify.APPLE_PRIVACY}
+    families |= {"Autre", "Inconnu"}
+    assert all(not set(f) & set("\t\n\r\\") and len(f) <= 40 for f in families)
 
 
 def test_without_redis_hits_are_written_at_once(
@@ -161,3 +257,51 @@ def test_hits_of_deleted_deliveries_are_kept_without_them(
     assert flush(db_session, buffer) == 3
     rows = db_session.execute(select(Event.delivery_id).order_by(Event.id)).scalars().all()
     assert rows == [kept, None, kept]
+
+
+def _hits(sent: Sent, count: int) -> list[str]:
+    now = dt.datetime.now(dt.UTC).timestamp()
+    return [
+        encode_hit(EventKind.OPEN, sent.issue.id, None, None, now, False, "Firefox", f"10.{n}.0.0")
+        for n in range(count)
+    ]
+
+
+def _push_when_taken(buffer: "redis.Redis[bytes]", hits: list[str]) -> threading.Thread:
+    """Push ``hits`` as soon as a flush has taken what was waiting (hits arriving meanwhile)."""
+
+    def push() -> None:
+        while buffer.llen(EVENTS_KEY):
+            time.sleep(0.001)  # polling Redis: the flush taking the batch is the event
+        buffer.rpush(EVENTS_KEY, *hits)
+
+    thread = threading.Thread(target=push)
+    thread.start()
+    return thread
+
+
+def test_during_a_peak_the_flush_stays_for_the_next_batch(
+    db_session: Session, buffer: "redis.Redis[bytes]", sent: Sent
+) -> None:
+    buffer.rpush(EVENTS_KEY, *_hits(sent, services.PEAK))
+    arriving = _push_when_taken(buffer, _hits(sent, services.PEAK))
+    assert flush(db_session, buffer, pace=0.2) == 2 * services.PEAK
+    arriving.join()
+    assert buffered(buffer) == 0
+
+
+def test_out_of_a_peak_the_flush_writes_what_waits_and_returns(
+    db_session: Session,
+    buffer: "redis.Redis[bytes]",
+    sent: Sent,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    pauses: list[float] = []
+    monkeypatch.setattr(services.time, "sleep", pauses.append)
+    buffer.rpush(EVENTS_KEY, *_hits(sent, 5))
+    assert flush(db_session, buffer, pace=60) == 5
+    assert pauses == []
+    buffer.rpush(EVENTS_KEY, *_hits(sent, services.PEAK))
+    assert flush(db_session, buffer, pace=60) == services.PEAK
+    assert len(pauses) == 1  # a peak's batch: it waited once for more, and none came
+    assert 59 < pauses[0] <= 60

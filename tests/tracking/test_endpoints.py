@@ -14,7 +14,7 @@ from emails import resolve
 from emails.render import collect_links
 from service.issues.rendering import issue_data, render_settings
 from service.newsletters.models import Newsletter, TrackingMode
-from service.tracking import ingest
+from service.tracking import ingest, services
 from service.tracking.ingest import PIXEL
 from service.tracking.models import Event, EventKind
 from tests.tracking.conftest import Sent, config_of, demo_issue, send_issue
@@ -289,7 +289,7 @@ def test_hits_before_or_right_after_sending_are_machines(
 def test_floods_from_one_address_are_answered_but_not_all_recorded(
     client: FlaskClient, db_session: Session, sent: Sent, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(ingest, "IP_LIMIT", 5)
+    monkeypatch.setattr(services, "IP_LIMIT", 5)
     for _ in range(12):
         assert client.get(sent.open_path(), headers=HUMAN).status_code == 200
         assert client.get(sent.click_path(0), headers=HUMAN).status_code == 302
