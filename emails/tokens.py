@@ -53,10 +53,14 @@ class Token(NamedTuple):
 class TokenSigner:
     def __init__(self, secret: str | bytes) -> None:
         raw = secret.encode() if isinstance(secret, str) else secret
-        self._key = hashlib.sha256(b"lettrine-tokens\x00" + raw).digest()
+        # SHAKE-256 already fed with the key: each stream copies it (cheaper than a new
+        # hash object, which OpenSSL 3 looks up again each time) and adds domain and id.
+        self._keyed = hashlib.shake_256(hashlib.sha256(b"lettrine-tokens\x00" + raw).digest())
 
     def _stream(self, domain: bytes, ident: int, length: int) -> bytes:
-        return hashlib.shake_256(self._key + domain + ident.to_bytes(6, "big")).digest(length)
+        stream = self._keyed.copy()
+        stream.update(domain + ident.to_bytes(6, "big"))
+        return stream.digest(length)
 
     @staticmethod
     def _encode(kind: bytes, ident: int, position: int, tag: bytes) -> str:
