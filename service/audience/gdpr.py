@@ -16,7 +16,7 @@ from service.audience.models import Subscriber, SubscriberStatus, SuppressionRea
 from service.audience.services import suppress
 from service.audit.services import record
 from service.db import Base, utcnow
-from service.delivery.models import Delivery
+from service.delivery.models import Delivery, InboundReport
 from service.issues.models import Issue
 from service.newsletters.models import Newsletter
 from service.outbox.models import OutboxMessage
@@ -25,6 +25,8 @@ from service.tracking.models import Event
 
 ERASED = "[effacé]"
 PENDING_RETENTION = dt.timedelta(days=30)
+# Reports that named no delivery of ours (redacted, but nobody's statistics need them).
+UNMATCHED_REPORT_RETENTION = dt.timedelta(days=90)
 # Staff accounts are not subscriber data (a colleague may share the address).
 KEEP_TABLES = frozenset({"users", "suppressions"})
 
@@ -144,8 +146,9 @@ def _scrub_everywhere(session: Session, address: str) -> None:
 
 def purge_expired(session: Session, now: dt.datetime | None = None) -> dict[str, int]:
     """Use case (daily): unconfirmed sign-ups after 30 days; per-recipient tracking
-    data (events' delivery, address and agent; statistics' reach rows) after each
-    newsletter's retention period. Commits."""
+    data (events' delivery, address and agent; statistics' reach rows) and the bounce
+    and complaint reports of an issue after its newsletter's retention period; reports
+    matching no issue after ``UNMATCHED_REPORT_RETENTION``. Commits."""
     now = now or utcnow()
     stale = session.execute(
         delete(Subscriber).where(
@@ -153,7 +156,7 @@ def purge_expired(session: Session, now: dt.datetime | None = None) -> dict[str,
             Subscriber.created_at < now - PENDING_RETENTION,
         )
     )
-    anonymised = reach_removed = 0
+    anonymised = reach_removed = reports_removed = 0
     for newsletter in session.scalars(select(Newsletter)):
         cutoff = now - dt.timedelta(days=newsletter.tracking_retention_days)
         issue_ids = select(Issue.id).where(Issue.newsletter_id == newsletter.id)
@@ -169,10 +172,24 @@ def purge_expired(session: Session, now: dt.datetime | None = None) -> dict[str,
         anonymised += getattr(result, "rowcount", 0) or 0
         # The statistics' reach rows name deliveries too (unique counts are kept apart).
         reach_removed += purge_reach(session, newsletter, cutoff)
+        # A report names its delivery, so its recipient: it goes with the tracking data.
+        reports = session.execute(
+            delete(InboundReport).where(
+                InboundReport.issue_id.in_(issue_ids), InboundReport.received_at < cutoff
+            )
+        )
+        reports_removed += getattr(reports, "rowcount", 0) or 0
+    unmatched = session.execute(
+        delete(InboundReport).where(
+            InboundReport.issue_id.is_(None),
+            InboundReport.received_at < now - UNMATCHED_REPORT_RETENTION,
+        )
+    )
     counts = {
         "pending_removed": getattr(stale, "rowcount", 0) or 0,
         "events_anonymised": anonymised,
         "reach_removed": reach_removed,
+        "reports_removed": reports_removed + (getattr(unmatched, "rowcount", 0) or 0),
     }
     record(session, None, "retention.purged", details=counts)
     session.commit()

@@ -24,7 +24,7 @@ from service.audience.segments import count_members, count_rule
 from service.audience.services import address_hmac, normalise_address
 from service.audit.services import record
 from service.db import Base, utcnow
-from service.delivery.models import Delivery, DeliveryStatus
+from service.delivery.models import Delivery, DeliveryStatus, InboundReport, ReportKind
 from service.outbox.services import store_message
 from service.tracking.models import Event, EventKind
 from tests.factories import (
@@ -308,9 +308,33 @@ def test_retention(db_session: Session) -> None:
         occurred_at=now - dt.timedelta(days=10),
     )
     db_session.add_all([stale, fresh])
+    reports = [
+        InboundReport(
+            source="imap",
+            kind=ReportKind.HARD,
+            delivery_id=delivery.id,
+            issue_id=issue.id,
+            received_at=now - dt.timedelta(days=days),
+        )
+        for days in (91, 10)
+    ] + [
+        InboundReport(
+            source="imap", kind=ReportKind.IGNORE, received_at=now - dt.timedelta(days=days)
+        )
+        for days in (91, 10)
+    ]
+    db_session.add_all(reports)
     db_session.commit()
+    report_ids = [r.id for r in reports]
     counts = gdpr.purge_expired(db_session, now)
-    assert counts == {"pending_removed": 1, "events_anonymised": 1, "reach_removed": 0}
+    assert counts == {
+        "pending_removed": 1,
+        "events_anonymised": 1,
+        "reach_removed": 0,
+        "reports_removed": 2,
+    }
+    left = db_session.scalars(select(InboundReport.id).order_by(InboundReport.id)).all()
+    assert left == [report_ids[1], report_ids[3]]
     db_session.expire_all()
     assert db_session.get(Subscriber, old.id) is None
     assert db_session.get(Subscriber, recent.id) is not None
