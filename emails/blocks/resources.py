@@ -56,6 +56,17 @@ class ResourcesForm(Form):  # type: ignore[misc]
         return ok
 
 
+# Formats that are read in the browser rather than saved.
+_PAGES = {"HTML", "HTM", "PAGE", "SITE", "WEB"}
+
+
+def _action(item: Mapping[str, Any]) -> str:
+    """« Télécharger » for a file (a format that is not a web page, or a size), else
+    « Consulter »: a web page is read, not downloaded."""
+    fmt = item.get("format")
+    return "Télécharger" if item.get("size") or (fmt and fmt not in _PAGES) else "Consulter"
+
+
 @register
 class ResourcesBlock(BlockKind):
     name = "resources"
@@ -93,6 +104,6 @@ class ResourcesBlock(BlockKind):
             lines = [head]
             if item.get("description"):
                 lines.append(f"  {item['description']}")
-            lines.append(f"  Télécharger [{ref(item['url'])}]")
+            lines.append(f"  {_action(item)} [{ref(item['url'])}]")
             out.append("\n".join(lines))
         return out

@@ -113,3 +113,21 @@ def test_template_errors_name_the_template_and_line(demo: IssueData) -> None:
     assert caught.value.template == "blocks/news.mjml"
     assert caught.value.line == 3  # {% if data.image %}: the first key missing
     assert "blocks/news.mjml, ligne 3" in str(caught.value)
+
+
+def test_the_text_version_says_download_for_files_only() -> None:
+    kind = get_kind("resources")
+    data = kind.clean(
+        {
+            "title": "Ressources",
+            "items": [
+                {"title": "Guide", "url": "https://a.example/guide.pdf", "format": "pdf"},
+                {"title": "Tableau", "url": "https://a.example/t", "size": 2048},
+                {"title": "Portail", "url": "https://a.example/", "format": "html"},
+                {"title": "Fiche", "url": "https://a.example/fiche"},
+            ],
+        }
+    )
+    lines = "\n".join(kind.text(data, lambda url: url)).splitlines()
+    actions = [line.strip().split(" [")[0] for line in lines if line.endswith("]")]
+    assert actions == ["Télécharger", "Télécharger", "Consulter", "Consulter"]
