@@ -10,9 +10,11 @@ per-process limit (``LocalLimit``).
 import datetime as dt
 import json
 import logging
+import re
 import secrets
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Sequence
 from typing import Any
 
@@ -49,6 +51,7 @@ PEAK = 100  # hits in a batch that make the flush stay for the next one
 
 _KINDS = {"o": EventKind.OPEN, "c": EventKind.CLICK}  # the JSON format of earlier versions
 BurstHints = list[tuple[int, int, dt.datetime]]  # clicks: issue, delivery, time
+WIDE_WINDOW = dt.timedelta(seconds=30)  # beyond, bursts are looked for delivery by delivery
 
 
 def store_links(session: Session, issue: Issue, config: Config | None = None) -> int:
@@ -78,8 +81,9 @@ def store_links(session: Session, issue: Issue, config: Config | None = None) ->
 
 # --- Writing hits ------------------------------------------------------------------------------
 
-# Floods: hits beyond these are answered as usual but not recorded. Counted when the
-# hits are written (``write_batch``, or ``LocalLimit`` without Redis), never on the request.
+# Floods: hits beyond these are answered as usual but not recorded. With Redis they are
+# counted when the flush writes the hits (``write_batch``), not on the request; without
+# it, per process on the request (``LocalLimit``, the address limit only).
 IP_LIMIT = 600  # per truncated address (/24, /48) and minute
 DELIVERY_LIMIT = 100  # per delivery and day (opens and clicks)
 
@@ -114,19 +118,28 @@ def encode_hit(  # noqa: PLR0917 - one event's columns
     )
 
 
+# A buffered hit, field by field: anything else would make COPY refuse the whole batch.
+_LINE = re.compile(
+    r"(?:open|click)\t\d{1,18}\t(?:\d{1,18}|\\N)\t(?:\d{1,18}|\\N)\t[tf]\t[^\t\n\r\\]{1,40}"
+    r"\t(?:[0-9A-Fa-f.:]{1,45}|\\N)\t\d{9,11}(?:\.\d{1,9})?\t\d{0,18}"
+)
+
+
 def parse_hit(raw: bytes | str) -> list[str]:
-    """A buffered hit's ``_FIELDS`` fields. Hits buffered by an earlier version (JSON)
-    are read too, so none is lost across an upgrade."""
-    text = raw.decode() if isinstance(raw, bytes) else raw
+    """A buffered hit's ``_FIELDS`` fields (ValueError if it is not one). Hits buffered
+    by an earlier version (JSON) are read too, so none is lost across an upgrade."""
+    text = raw.decode(errors="replace") if isinstance(raw, bytes) else raw
     if text.startswith("["):
-        code, issue_id, delivery_id, link_id, at, machine, family, ip = json.loads(text)
-        return encode_hit(
-            _KINDS[code], issue_id, delivery_id, link_id, at, bool(machine), family, ip
-        ).split("\t")
-    fields = text.split("\t")
-    if len(fields) != _FIELDS:
+        try:
+            code, issue_id, delivery_id, link_id, at, machine, family, ip = json.loads(text)
+            text = encode_hit(
+                _KINDS[code], issue_id, delivery_id, link_id, at, bool(machine), family, ip
+            )
+        except (ValueError, KeyError, TypeError) as error:
+            raise ValueError(f"not a buffered hit: {text[:80]!r}") from error
+    if not _LINE.fullmatch(text):
         raise ValueError(f"not a buffered hit: {text[:80]!r}")
-    return fields
+    return text.split("\t")
 
 
 def _optional(value: str) -> int | None:
@@ -241,9 +254,15 @@ def _mark_bursts(session: Session, near: BurstHints) -> None:
         Event.occurred_at.between(start, end),
         Event.is_machine.is_(False),
     )
+    if end - start > WIDE_WINDOW:
+        # The batch's clicks are spread out (a backlog, an old buffer): the window would
+        # hold many others' clicks; look only at its own deliveries, by their index.
+        own = Event.delivery_id.in_({d for _i, d, _at in near})
+    else:
+        own = Event.delivery_id.is_not(None)
     candidates = session.scalars(
         select(Event.delivery_id)
-        .where(*window, Event.delivery_id.is_not(None))
+        .where(*window, own)
         .group_by(Event.delivery_id)
         .having(func.count(distinct(Event.link_id)) >= BURST_LINKS)
     ).all()
@@ -266,14 +285,16 @@ class LocalLimit:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._minute = 0
-        self._counts: dict[str, int] = {}
+        self._counts: OrderedDict[str, int] = OrderedDict()
 
     def allows(self, hit: list[str]) -> bool:
         minute = int(float(hit[7]) // 60)
         with self._lock:
-            if minute != self._minute or len(self._counts) > 10_000:
-                self._minute, self._counts = minute, {}
+            if minute != self._minute:
+                self._minute, self._counts = minute, OrderedDict()
             count = self._counts[hit[6]] = self._counts.get(hit[6], 0) + 1
+            if len(self._counts) > 10_000:  # the address seen least recently is forgotten,
+                self._counts.popitem(last=False)  # not all counts (sprayed addresses)
         return count <= IP_LIMIT
 
 
@@ -283,7 +304,12 @@ class LocalLimit:
 # if a batch is already there (its flush died), give its name back to finish it.
 _MOVE = """
 if redis.call('EXISTS', KEYS[2]) == 1 then
-  return redis.call('GET', KEYS[3]) or ARGV[2]
+  local id = redis.call('GET', KEYS[3])
+  if not id then  -- its id was lost: name it now, so every retry uses the same one
+    redis.call('SET', KEYS[3], ARGV[2])
+    id = ARGV[2]
+  end
+  return id
 end
 local waiting = redis.call('LLEN', KEYS[1])
 if waiting == 0 then return false end
@@ -302,6 +328,21 @@ return ARGV[2]
 _RELEASE = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
+"""
+_RENEW = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('EXPIRE', KEYS[1], ARGV[2]) end
+return 0
+"""
+# The processing list, only while it is still batch ARGV[1] (a flusher whose lock expired
+# must not read, or clear, the batch a newer flusher has taken since).
+_READ = """
+if redis.call('GET', KEYS[2]) ~= ARGV[1] then return false end
+return redis.call('LRANGE', KEYS[1], 0, -1)
+"""
+_CLEAR = """
+if redis.call('GET', KEYS[2]) ~= ARGV[1] then return 0 end
+redis.call('DEL', KEYS[1], KEYS[2], KEYS[3])
+return 1
 """
 
 
@@ -339,7 +380,7 @@ for i = 5, #ARGV, 2 do
   verdicts[#verdicts + 1] = ok and '1' or '0'
 end
 local result = table.concat(verdicts)
-redis.call('SET', KEYS[1], result, 'EX', 3600)
+redis.call('SET', KEYS[1], result, 'EX', 86400)  -- as long as a counter
 return result
 """
 
@@ -361,7 +402,9 @@ def write_batch(session: Session, client: "redis.Redis[bytes]", batch_id: str) -
     """Write the processing list to ``events`` once, within the flood limits, and commit
     (the batch id is committed with the events: a batch found again after a crash is not
     rewritten)."""
-    items = client.lrange(PROCESSING_KEY, 0, -1)
+    items = client.register_script(_READ)(keys=[PROCESSING_KEY, BATCH_ID_KEY], args=[batch_id])
+    if items is None:
+        return 0  # no longer this batch: another flusher has written it
     if session.get_bind().dialect.name == "postgresql":
         # Losing the last few batches in a PostgreSQL crash is acceptable; waiting for
         # the disk on each is not needed (the same trade-off as delivery outcomes).
@@ -380,25 +423,31 @@ def write_batch(session: Session, client: "redis.Redis[bytes]", batch_id: str) -
             return 0
         session.add(TrackingFlush(id=1, batch_id=batch_id))
         session.flush()
-    hits = []
+    hits: list[list[str]] = []
+    earlier: list[list[str]] = []
     for item in items:
         if item.startswith(b'["b",'):  # a burst hint of an earlier version: bursts are
             continue  # now looked for among all the clicks written
         try:
-            hits.append(parse_hit(item))
+            hit = parse_hit(item)
         except ValueError:
             log.warning("tracking buffer: an unreadable hit was dropped: %r", item[:80])
-    written = write_hits(session, _within_limits(client, hits, batch_id))
+            continue
+        # An earlier version counted its hits against the limits when it pushed them.
+        (earlier if item.startswith(b"[") else hits).append(hit)
+    written = write_hits(session, earlier + _within_limits(client, hits, batch_id))
     session.commit()
     _clear(client, batch_id)
     return written
 
 
 def _clear(client: "redis.Redis[bytes]", batch_id: str) -> None:
-    with client.pipeline() as pipe:  # MULTI: all go, or none
-        pipe.delete(PROCESSING_KEY, f"{VERDICTS_KEY}:{batch_id}")
-        pipe.register_script(_RELEASE)(keys=[BATCH_ID_KEY], args=[batch_id], client=pipe)
-        pipe.execute()
+    client.register_script(_CLEAR)(
+        keys=[PROCESSING_KEY, BATCH_ID_KEY, f"{VERDICTS_KEY}:{batch_id}"], args=[batch_id]
+    )
+
+
+_pause = time.sleep  # between the batches of a peak (tests replace it)
 
 
 def flush(
@@ -421,7 +470,11 @@ def flush(
     written = 0
     started = time.monotonic()
     try:
+        renew = client.register_script(_RENEW)
         while time.monotonic() - started < budget:
+            if not renew(keys=[LOCK_KEY], args=[owner, LOCK_SECONDS]):
+                log.warning("tracking flush: the lock expired; another flush carries on")
+                break
             taken = time.monotonic()
             batch_id = take_batch(client)
             if batch_id is None:
@@ -433,7 +486,7 @@ def flush(
                 continue  # a backlog, or what a quiet moment left: no pause
             if count < PEAK:
                 break
-            time.sleep(max(0.0, pace - (time.monotonic() - taken)))
+            _pause(max(0.0, pace - (time.monotonic() - taken)))
     finally:
         client.register_script(_RELEASE)(keys=[LOCK_KEY], args=[owner])
     return written
@@ -452,7 +505,7 @@ _CLIENTS: dict[str, "redis.Redis[bytes]"] = {}
 
 
 def flush_buffer(session: Session, config: Config) -> int:
-    """Use case (beat, every few seconds): ``flush`` with the configured Redis; a no-op
+    """Use case (beat, every ``FLUSH_EVERY`` seconds): ``flush`` with the configured Redis; a no-op
     in embedded mode, where hits are written as they come."""
     if not config.redis_url:
         return 0

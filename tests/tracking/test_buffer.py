@@ -22,7 +22,6 @@ from service.tracking.services import (
     buffered,
     encode_hit,
     flush,
-    parse_hit,
     take_batch,
     write_batch,
 )
@@ -159,10 +158,16 @@ def test_a_batch_counted_by_a_flush_that_died_is_not_counted_again(
     for _ in range(10):
         client.get(sent.open_path(), headers=HUMAN)
     pushed(buffered_app)
-    batch = take_batch(buffer)
-    assert batch is not None
-    items = [parse_hit(item) for item in buffer.lrange(PROCESSING_KEY, 0, -1)]
-    assert len(services._within_limits(buffer, items, batch)) == 4  # then the worker died
+
+    def die(*_args: object) -> int:
+        raise SystemExit("the worker died after counting the batch, before writing it")
+
+    with monkeypatch.context() as dying:
+        dying.setattr(services, "write_hits", die)
+        with pytest.raises(SystemExit):
+            flush(db_session, buffer)
+    db_session.rollback()
+    assert buffer.llen(PROCESSING_KEY) == 10
     assert flush(db_session, buffer) == 4  # counted twice, it would write none
     (counter,) = buffer.scan_iter("lettrine:tracking:ip:*")
     assert buffer.get(counter) == b"10"
@@ -174,6 +179,8 @@ def test_hits_buffered_by_the_previous_version_are_written(
     """The JSON lines (and burst hints) an upgrade may find in the buffer."""
     now = dt.datetime.now(dt.UTC).timestamp()
     issue, delivery, link = sent.issue.id, sent.delivery.id, sent.links[1].id
+    # The earlier version counted them when it pushed them: they are not counted again.
+    buffer.set(f"lettrine:tracking:delivery:{delivery}", services.DELIVERY_LIMIT)
     buffer.rpush(
         EVENTS_KEY,
         f'["o",{issue},{delivery},null,{now},0,"Firefox","10.1.2.0"]',
@@ -200,7 +207,8 @@ def test_an_unreadable_item_is_dropped_and_the_batch_written(
 ) -> None:
     now = dt.datetime.now(dt.UTC).timestamp()
     good = encode_hit(EventKind.OPEN, sent.issue.id, None, None, now, False, "Firefox", None)
-    buffer.rpush(EVENTS_KEY, good, "garbage\tfrom\tsomewhere", good)
+    nine_fields = good.replace("\tFirefox\t", "\tFire\\fox\t")  # COPY would refuse it
+    buffer.rpush(EVENTS_KEY, good, "garbage\tfrom\tsomewhere", nine_fields, good)
     assert flush(db_session, buffer) == 2
     assert "unreadable hit" in caplog.text
 
@@ -297,7 +305,7 @@ def test_out_of_a_peak_the_flush_writes_what_waits_and_returns(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     pauses: list[float] = []
-    monkeypatch.setattr(services.time, "sleep", pauses.append)
+    monkeypatch.setattr(services, "_pause", pauses.append)
     buffer.rpush(EVENTS_KEY, *_hits(sent, 5))
     assert flush(db_session, buffer, pace=60) == 5
     assert pauses == []
@@ -305,3 +313,48 @@ def test_out_of_a_peak_the_flush_writes_what_waits_and_returns(
     assert flush(db_session, buffer, pace=60) == services.PEAK
     assert len(pauses) == 1  # a peak's batch: it waited once for more, and none came
     assert 59 < pauses[0] <= 60
+
+
+def test_a_backlog_is_taken_a_batch_at_a_time(
+    db_session: Session, buffer: "redis.Redis[bytes]", sent: Sent
+) -> None:
+    buffer.rpush(EVENTS_KEY, *_hits(sent, 5))
+    assert take_batch(buffer, size=2) is not None
+    assert (buffer.llen(PROCESSING_KEY), buffer.llen(EVENTS_KEY)) == (2, 3)
+    assert flush(db_session, buffer) == 5
+    assert _count(db_session) == 5
+
+
+def test_a_flush_whose_lock_expired_neither_reads_nor_clears_the_next_batch(
+    db_session: Session, buffer: "redis.Redis[bytes]", sent: Sent
+) -> None:
+    """Flush X took batch 1 and stalled past its lock; flush Y wrote batch 1 and took
+    batch 2. X, waking up, must leave batch 2 alone."""
+    buffer.rpush(EVENTS_KEY, *_hits(sent, 3))
+    first = take_batch(buffer)
+    assert first is not None
+    assert write_batch(db_session, buffer, first) == 3  # by Y
+    buffer.rpush(EVENTS_KEY, *_hits(sent, 4))
+    assert take_batch(buffer) not in (None, first)  # Y's next batch
+    assert write_batch(db_session, buffer, first) == 0  # X
+    services._clear(buffer, first)  # X again, on its way out
+    assert buffer.llen(PROCESSING_KEY) == 4
+    assert flush(db_session, buffer) == 4
+    assert _count(db_session) == 7
+
+
+def test_a_flush_that_lost_its_lock_stops(
+    db_session: Session,
+    buffer: "redis.Redis[bytes]",
+    sent: Sent,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def stalled(_seconds: float) -> None:  # meanwhile the lock expired and another took it
+        buffer.set(LOCK_KEY, "another flush", ex=60)
+        buffer.rpush(EVENTS_KEY, *_hits(sent, 3))
+
+    monkeypatch.setattr(services, "_pause", stalled)
+    buffer.rpush(EVENTS_KEY, *_hits(sent, services.PEAK))
+    assert flush(db_session, buffer) == services.PEAK
+    assert buffered(buffer) == 3  # left to the flush that holds the lock
+    assert buffer.get(LOCK_KEY) == b"another flush"
