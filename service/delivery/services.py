@@ -668,15 +668,20 @@ def _stop_or_renew(  # noqa: PLR0917 - the state of a batch in flight
     return False
 
 
+def _held_by(ids: list[int], owner: str) -> tuple[Any, ...]:
+    """The batch's messages still leased by ``owner`` (``_HELD``, for several at once)."""
+    return (
+        Delivery.id.in_(ids),
+        Delivery.status == DeliveryStatus.LEASED,
+        Delivery.leased_by == owner,
+    )
+
+
 def _renew(session: Session, ids: list[int], owner: str, lease: dt.timedelta) -> None:
     """Extend the lease of the batch's remaining messages: a live worker keeps them."""
     session.execute(
         update(Delivery)
-        .where(
-            Delivery.id.in_(ids),
-            Delivery.status == DeliveryStatus.LEASED,
-            Delivery.leased_by == owner,
-        )
+        .where(*_held_by(ids, owner))
         .values(lease_expires_at=utcnow() + lease)
         .execution_options(synchronize_session=False)
     )
@@ -690,11 +695,7 @@ def _release(
     _flush(session)  # the message just sent must not go back to the queue
     session.execute(
         update(Delivery)
-        .where(
-            Delivery.id.in_(ids),
-            Delivery.status == DeliveryStatus.LEASED,
-            Delivery.leased_by == owner,
-        )
+        .where(*_held_by(ids, owner))
         .values(status=to or DeliveryStatus.QUEUED, lease_expires_at=None, leased_by=None)
     )
     session.commit()

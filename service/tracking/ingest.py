@@ -79,7 +79,6 @@ class Outbox:
     the database, under the per-process flood limit."""
 
     def __init__(self, client: "redis.Redis[bytes]", limit: LocalLimit) -> None:
-        self._client = client
         self._script = client.register_script(_PUSH)
         self._limit = limit
         self._items: list[str] = []
@@ -153,7 +152,6 @@ class IssueInfo:
     mode: TrackingMode
     started_at: dt.datetime | None
     links: dict[int, tuple[int, str]]  # position → (link id, Location header)
-    loaded: float
 
 
 class Request(NamedTuple):
@@ -295,7 +293,7 @@ class Tracker:
                 )
                 if (location := _location(url)) is not None
             }
-            info = IssueInfo(row.tracking_mode, row.send_started_at, links, now)
+            info = IssueInfo(row.tracking_mode, row.send_started_at, links)
         with self._lock:
             self._issues[issue_id] = info
             self._issue_loaded[issue_id] = now
